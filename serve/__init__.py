@@ -1,0 +1,1 @@
+"""mfrec.serve: turns HTTP requests (real-time endpoints, batch transform) into recommendations."""

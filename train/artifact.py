@@ -1,0 +1,215 @@
+"""The model artifact: everything serving needs, in plain arrays, loaded without pickle.
+
+A model folder (SageMaker's ``/opt/ml/model``, later ``model.tar.gz``) holds:
+
+``model.json``
+    The manifest, written last: format name and version, mfrec version, the resolved training
+    config, the metrics, array shapes, and the SHA-256 of every other file.
+``arrays.npz``
+    Uncompressed NumPy arrays (``allow_pickle=False``): ``user_embeddings`` (num_users, dim),
+    ``item_embeddings`` (num_items, dim), ``user_biases`` (num_users,), ``item_biases``
+    (num_items,), ``user_ids``/``item_ids`` (fixed-width unicode), ``item_popularity``
+    (num_items,), ``seen_indptr``/``seen_indices`` (each user's training items as CSR), and
+    optional extras stored under ``extra.<name>`` (item metadata, co-occurrence, ...).
+
+Score of user ``u`` for item ``i``: ``user_embeddings[u] @ item_embeddings[i] + user_biases[u]
++ item_biases[i]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mfrec.train.errors import ArtifactError
+
+FORMAT_NAME = "mfrec-model"
+FORMAT_VERSION = 1
+MANIFEST = "model.json"
+ARRAYS = "arrays.npz"
+_EXTRA_PREFIX = "extra."
+
+
+@dataclass
+class ModelArtifact:
+    """A trained model as NumPy arrays (see the module docstring for shapes)."""
+
+    user_embeddings: np.ndarray
+    item_embeddings: np.ndarray
+    user_biases: np.ndarray
+    item_biases: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    item_popularity: np.ndarray
+    seen_indptr: np.ndarray
+    seen_indices: np.ndarray
+    config: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        nu, ni = len(self.user_ids), len(self.item_ids)
+        checks = {
+            "user_embeddings": (self.user_embeddings.shape[:1], (nu,)),
+            "item_embeddings": (self.item_embeddings.shape[:1], (ni,)),
+            "user_biases": (self.user_biases.shape, (nu,)),
+            "item_biases": (self.item_biases.shape, (ni,)),
+            "item_popularity": (self.item_popularity.shape, (ni,)),
+            "seen_indptr": (self.seen_indptr.shape, (nu + 1,)),
+        }
+        for name, (got, want) in checks.items():
+            if tuple(got) != tuple(want):
+                raise ArtifactError(f"{name} has shape {tuple(got)}, expected {tuple(want)}")
+        if self.user_embeddings.shape[1] != self.item_embeddings.shape[1]:
+            raise ArtifactError("user and item embeddings have different dimensions")
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.item_embeddings.shape[1])
+
+    def seen_items(self, user_idx: int) -> np.ndarray:
+        """Training items of one user (item indices)."""
+        return self.seen_indices[self.seen_indptr[user_idx] : self.seen_indptr[user_idx + 1]]
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {
+            "user_embeddings": np.ascontiguousarray(self.user_embeddings, dtype=np.float32),
+            "item_embeddings": np.ascontiguousarray(self.item_embeddings, dtype=np.float32),
+            "user_biases": np.asarray(self.user_biases, dtype=np.float32),
+            "item_biases": np.asarray(self.item_biases, dtype=np.float32),
+            "user_ids": np.asarray(self.user_ids, dtype=str),
+            "item_ids": np.asarray(self.item_ids, dtype=str),
+            "item_popularity": np.asarray(self.item_popularity, dtype=np.float32),
+            "seen_indptr": np.asarray(self.seen_indptr, dtype=np.int64),
+            "seen_indices": np.asarray(self.seen_indices, dtype=np.int64),
+        }
+        for name, value in self.extra.items():
+            value = np.asarray(value)
+            if value.dtype == object:
+                raise ArtifactError(f"extra array {name!r} has dtype object; use str or numbers")
+            arrays[_EXTRA_PREFIX + name] = value
+        return arrays
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save(artifact: ModelArtifact, model_dir: str | os.PathLike) -> Path:
+    """Write ``artifact`` into ``model_dir`` atomically enough for SageMaker.
+
+    Files are written to a temporary folder beside ``model_dir`` and moved in afterwards, the
+    manifest last: a crash leaves either no manifest (the folder is not a model) or a complete
+    model, never a half-written one that loads.
+    """
+    from mfrec import __version__
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".mfrec-staging-", dir=model_dir.parent))
+    try:
+        arrays = artifact._arrays()
+        np.savez(staging / ARRAYS, **arrays)
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "mfrec_version": __version__,
+            "num_users": artifact.num_users,
+            "num_items": artifact.num_items,
+            "embedding_dim": artifact.embedding_dim,
+            "config": artifact.config,
+            "metrics": artifact.metrics,
+            "extra": sorted(artifact.extra),
+            "files": {ARRAYS: _sha256(staging / ARRAYS)},
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        stale = model_dir / MANIFEST
+        if stale.exists():
+            stale.unlink()
+        os.replace(staging / ARRAYS, model_dir / ARRAYS)
+        os.replace(staging / MANIFEST, model_dir / MANIFEST)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return model_dir
+
+
+def read_manifest(model_dir: str | os.PathLike) -> dict:
+    """The manifest of a model folder, checked for format and version."""
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(
+            f"{model_dir} holds no mfrec model ({MANIFEST} is missing); train one with "
+            "`mfrec train` or point --model-dir at the folder that holds model.json"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); retrain the model") from None
+    if manifest.get("format") != FORMAT_NAME:
+        raise ArtifactError(f"{path} is not an mfrec model manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ArtifactError(
+            f"model format version {version} is not supported by this mfrec (reads version "
+            f"{FORMAT_VERSION}); retrain the model with this version or serve it with the "
+            "mfrec version that trained it"
+        )
+    return manifest
+
+
+def load(model_dir: str | os.PathLike, verify: bool = True) -> ModelArtifact:
+    """Rebuild a :class:`ModelArtifact` from a model folder alone.
+
+    Raises
+    ------
+    ArtifactError
+        The folder has no manifest, another format version, a missing file, or a file whose
+        SHA-256 differs from the manifest's (tampered or truncated).
+    """
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir)
+    for name, digest in manifest.get("files", {}).items():
+        path = model_dir / name
+        if not path.is_file():
+            raise ArtifactError(f"model file {path} is missing; copy the whole model folder")
+        if verify and _sha256(path) != digest:
+            raise ArtifactError(
+                f"model file {path} does not match its checksum in {MANIFEST} (changed or "
+                "truncated); copy the model folder again or retrain"
+            )
+    try:
+        with np.load(model_dir / ARRAYS, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"cannot read {model_dir / ARRAYS}: {exc}") from None
+    extra = {
+        name[len(_EXTRA_PREFIX) :]: value
+        for name, value in arrays.items()
+        if name.startswith(_EXTRA_PREFIX)
+    }
+    core = {name: value for name, value in arrays.items() if not name.startswith(_EXTRA_PREFIX)}
+    try:
+        return ModelArtifact(
+            **core, config=manifest["config"], metrics=manifest["metrics"], extra=extra
+        )
+    except TypeError as exc:
+        raise ArtifactError(f"{model_dir / ARRAYS} does not hold the expected arrays: {exc}") from None

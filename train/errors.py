@@ -1,0 +1,26 @@
+"""The named errors of mfrec's training side.
+
+Every error a user can cause (bad data, bad configuration, a corrupt artifact) derives from
+:class:`MfrecError`; the two process boundaries (the CLI and the SageMaker entry points) turn it
+into one readable line and exit code 1. Anything else is an internal error (exit code 2).
+"""
+
+
+class MfrecError(Exception):
+    """Base class of errors caused by the user's input; the message says how to fix it."""
+
+
+class DataValidationError(MfrecError):
+    """Interaction (or item metadata) files cannot be imported as they are."""
+
+
+class ConfigError(MfrecError, ValueError):
+    """A hyperparameter or option is unknown or out of range."""
+
+
+class TrainingDivergedError(MfrecError):
+    """The loss became NaN/inf or degenerate during training."""
+
+
+class ArtifactError(MfrecError):
+    """A model folder is missing files, was tampered with, or has another format version."""
