@@ -1,0 +1,58 @@
+# The mfrec SageMaker algorithm image: `docker run IMAGE train`, `docker run IMAGE serve`, or any
+# other mfrec command (`docker run IMAGE validate /data`).
+#
+# CUDA: PyTorch's own CUDA 12.6 wheel (torch+cu126) on python:3.12-slim. The wheel brings the CUDA
+# user-space libraries (cuBLAS, cuDNN, ...) as pip packages; the NVIDIA driver comes from the host.
+# CUDA 12.6 runs on any driver >= 525 (CUDA minor-version compatibility), e.g. SageMaker's
+# 535-driver AMIs. SageMaker batch transform GPU hosts default to driver 470 (CUDA 11.4): choose
+# TransformResources.TransformAmiVersion="al2-ami-sagemaker-batch-gpu-535" (mfrec.sagemaker does
+# this for GPU instance types); without it mfrec logs that CUDA cannot start and runs on the CPU.
+# The same image runs on CPU instances. See docs/container.md.
+#
+# Builds for linux/amd64 whatever the host (SageMaker hosts are x86_64 for this image):
+#   docker build --platform linux/amd64 -t mfrec .
+
+ARG PYTHON_IMAGE=python:3.12-slim-trixie
+
+# --- Stage 1: build the mfrec wheel from the sources (no dependencies) ---------------------------
+# FROM --platform pins amd64 even for a plain `docker build` on an arm64 laptop (hadolint's DL3029
+# discourages it for multi-platform images; this image is amd64-only on purpose).
+# hadolint ignore=DL3029
+FROM --platform=linux/amd64 ${PYTHON_IMAGE} AS builder
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY container/ container/
+COPY train/ train/
+COPY serve/ serve/
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+# --- Stage 2: the runtime image -----------------------------------------------------------------
+# hadolint ignore=DL3029
+FROM --platform=linux/amd64 ${PYTHON_IMAGE}
+
+# torch must be installed before mfrec from PyTorch's CUDA 12.6 index: PyPI's default torch
+# 2.13 build targets CUDA 13, which needs driver >= 580. The version is inside mfrec's range
+# (torch>=2.3,<2.14).
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
+
+LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
+      org.opencontainers.image.title="mfrec" \
+      org.opencontainers.image.description="Implicit-feedback matrix factorisation recommender (SageMaker algorithm container)"
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
+
+# Install the wheel (not loose files) with its dependencies from PyPI; the wheel is mounted from
+# the builder stage for this step only, so no copy of it stays in the image.
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-cache-dir /wheels/mfrec-*.whl
+
+# SageMaker mounts /opt/ml at run time: nothing of the image lives there.
+EXPOSE 8080
+ENTRYPOINT ["mfrec"]
+CMD ["--help"]
