@@ -1,5 +1,96 @@
-"""Placeholder: filled by its issue."""
+"""``mfrec serve`` (the SageMaker serving entry point) and ``mfrec transform`` (batch transform
+without SageMaker)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
 
 
 def register(subparsers) -> None:
-    pass
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve a model over HTTP (SageMaker endpoints and batch transform)",
+        description="Serve /ping, /invocations and /execution-parameters with gunicorn. "
+        "Deployment options come from environment variables (MFREC_*, SAGEMAKER_*): see "
+        "the README's serving section.",
+    )
+    serve.add_argument(
+        "--model-dir",
+        type=Path,
+        help="model folder (default: $SAGEMAKER_BASE_DIR/model, i.e. /opt/ml/model)",
+    )
+    serve.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (default $SAGEMAKER_BIND_TO_PORT or 8080)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="gunicorn workers (default $SAGEMAKER_MODEL_SERVER_WORKERS or the number of CPUs)",
+    )
+    serve.set_defaults(func=run_serve)
+
+    transform = subparsers.add_parser(
+        "transform",
+        help="run a batch transform locally, the way SageMaker does",
+        description="Split each input file by line, send the records to a server in "
+        "SingleRecord or MultiRecord bodies and write <file>.out (AssembleWith=Line).",
+    )
+    transform.add_argument("input", type=Path, help="input file, or a folder of input files")
+    transform.add_argument("--output", type=Path, required=True, help="folder for the .out files")
+    target = transform.add_mutually_exclusive_group(required=True)
+    target.add_argument("--endpoint", help="URL of a running server, e.g. http://127.0.0.1:8080")
+    target.add_argument("--model-dir", type=Path, help="start a server for this model")
+    transform.add_argument(
+        "--strategy",
+        choices=("SingleRecord", "MultiRecord"),
+        help="BatchStrategy (default: the server's /execution-parameters, else MultiRecord)",
+    )
+    transform.add_argument(
+        "--max-payload-mb",
+        type=int,
+        help="MaxPayloadInMB, 0 to 100 (default: the server's /execution-parameters, else 6)",
+    )
+    transform.add_argument(
+        "--max-concurrent",
+        type=int,
+        help="MaxConcurrentTransforms (default: the server's /execution-parameters, else 1)",
+    )
+    transform.add_argument(
+        "--content-type",
+        default="application/json",
+        help="ContentType of the input (default application/json)",
+    )
+    transform.add_argument("--accept", default="text/csv", help="Accept (default text/csv)")
+    transform.add_argument(
+        "--workers", type=int, help="workers of the server started for --model-dir"
+    )
+    transform.set_defaults(func=run_transform)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from mfrec.serve.server import serve
+
+    serve(args.model_dir, host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def run_transform(args: argparse.Namespace) -> int:
+    from mfrec.serve.transform import TransformJob, run
+
+    job = TransformJob(
+        content_type=args.content_type,
+        accept=args.accept,
+        strategy=args.strategy,
+        max_payload_mb=args.max_payload_mb,
+        max_concurrent=args.max_concurrent,
+    )
+    report = run(
+        args.input,
+        args.output,
+        job,
+        endpoint=args.endpoint,
+        model_dir=args.model_dir,
+        workers=args.workers,
+    )
+    print(report.summary())
+    return 0

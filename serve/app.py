@@ -1,0 +1,250 @@
+"""The HTTP face of a :class:`Recommender`: SageMaker's ``/ping``, ``/invocations`` and
+``/execution-parameters``, as a Flask application factory.
+
+Deployment options come from environment variables, read once by :meth:`ServingSettings.from_env`:
+
+=========================================  ============  =====================================
+variable                                   default       meaning
+=========================================  ============  =====================================
+``MFREC_EXCLUDE_SEEN``                     ``true``      leave out the user's training items
+``MFREC_DEFAULT_TOP_N``                    ``25``        ``top_n`` of a record that gives none
+``MFREC_MAX_TOP_N``                        ``500``       largest ``top_n`` accepted
+``MFREC_UNKNOWN_USER``                     ``popular``   ``popular`` list or ``error`` row
+``MFREC_DEVICE``                           ``auto``      ``auto``, ``cpu``, ``cuda``, ``cuda:N``
+``SAGEMAKER_BATCH``                        ``false``     batch transform: never answer 400
+``SAGEMAKER_MAX_PAYLOAD_IN_MB``            ``6``         body limit (413 above), 1 to 100
+``SAGEMAKER_BATCH_STRATEGY``               MULTI_RECORD  advertised by /execution-parameters
+``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``    workers       advertised by /execution-parameters
+``SAGEMAKER_MODEL_SERVER_WORKERS``         CPU count     gunicorn workers (or
+                                                         ``MODEL_SERVER_WORKERS``)
+``SAGEMAKER_MODEL_SERVER_TIMEOUT``         ``60``        seconds (or ``MODEL_SERVER_TIMEOUT``)
+``SAGEMAKER_BIND_TO_PORT``                 ``8080``      port
+=========================================  ============  =====================================
+
+Why ``exclude_seen`` defaults to true: implicit feedback says what a user already consumed, and
+recommending it back is rarely wanted; Amazon Personalize's offline metrics and mfrec's own
+(BENCHMARKS.md, protocol Q) rank items *excluding* the training items, so the default makes the
+server return what was measured. The seed's container did not exclude them: set
+``MFREC_EXCLUDE_SEEN=false`` (or ``"exclude_seen": false`` per record) to reproduce it.
+
+Errors: a body that cannot be read at all is a 400 with a one-line reason; a record that cannot
+be read, or a user the model does not know with ``MFREC_UNKNOWN_USER=error``, is answered with an
+error row and logged. With ``SAGEMAKER_BATCH=true`` even a body whose every record is bad gets
+error rows instead of a 400, because SageMaker fails the whole input file after a non-2xx answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flask import Flask, Response, jsonify, request
+from mfrec.serve import codecs
+from mfrec.serve.recommender import UNKNOWN_USER_CHOICES, Recommendation, Recommender
+from mfrec.train.errors import ConfigError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("mfrec.serve")
+
+STRATEGIES = {
+    "MULTI_RECORD": "MULTI_RECORD",
+    "MULTIRECORD": "MULTI_RECORD",
+    "SINGLE_RECORD": "SINGLE_RECORD",
+    "SINGLERECORD": "SINGLE_RECORD",
+}
+
+
+def _env(environ: Mapping[str, str], *names: str) -> str | None:
+    for name in names:
+        value = environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _env_int(environ, names, default: int, low: int, high: int) -> int:
+    text = _env(environ, *names)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ConfigError(f"{names[0]}={text!r} must be an integer from {low} to {high}")
+    return value
+
+
+def _env_bool(environ, name: str, default: bool) -> bool:
+    text = (_env(environ, name) or str(default)).lower()
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{name}={text!r} must be true or false")
+    return text in ("true", "1", "yes")
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Deployment options (see the module docstring for the environment variables)."""
+
+    exclude_seen: bool = True
+    default_top_n: int = 25
+    max_top_n: int = 500
+    unknown_user: str = "popular"
+    device: str = "auto"
+    batch: bool = False
+    max_payload_mb: int = 6
+    batch_strategy: str = "MULTI_RECORD"
+    max_concurrent_transforms: int | None = None
+    workers: int = 1
+    timeout: int = 60
+    port: int = 8080
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
+        env = os.environ if environ is None else environ
+        unknown_user = (_env(env, "MFREC_UNKNOWN_USER") or "popular").lower()
+        if unknown_user not in UNKNOWN_USER_CHOICES:
+            raise ConfigError(
+                f"MFREC_UNKNOWN_USER={unknown_user!r}; use one of {', '.join(UNKNOWN_USER_CHOICES)}"
+            )
+        strategy = _env(env, "SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD"
+        if strategy.upper() not in STRATEGIES:
+            raise ConfigError(
+                f"SAGEMAKER_BATCH_STRATEGY={strategy!r}; use MULTI_RECORD or SINGLE_RECORD"
+            )
+        workers = ("SAGEMAKER_MODEL_SERVER_WORKERS", "MODEL_SERVER_WORKERS")
+        concurrent = ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",)
+        return cls(
+            exclude_seen=_env_bool(env, "MFREC_EXCLUDE_SEEN", True),
+            default_top_n=_env_int(env, ("MFREC_DEFAULT_TOP_N",), 25, 1, 10_000),
+            max_top_n=_env_int(env, ("MFREC_MAX_TOP_N",), 500, 1, 100_000),
+            unknown_user=unknown_user,
+            device=_env(env, "MFREC_DEVICE") or "auto",
+            batch=_env_bool(env, "SAGEMAKER_BATCH", False),
+            max_payload_mb=_env_int(env, ("SAGEMAKER_MAX_PAYLOAD_IN_MB",), 6, 0, 100) or 100,
+            batch_strategy=STRATEGIES[strategy.upper()],
+            max_concurrent_transforms=_env_int(env, concurrent, 0, 0, 1000) or None,
+            workers=_env_int(env, workers, os.cpu_count() or 1, 1, 1000),
+            timeout=_env_int(
+                env, ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"), 60, 1, 86_400
+            ),
+            port=_env_int(env, ("SAGEMAKER_BIND_TO_PORT",), 8080, 1, 65_535),
+        )
+
+    def recommender_options(self) -> dict:
+        return {
+            "exclude_seen": self.exclude_seen,
+            "unknown_user": self.unknown_user,
+            "default_top_n": self.default_top_n,
+            "max_top_n": self.max_top_n,
+        }
+
+    def execution_parameters(self) -> dict:
+        """What SageMaker batch transform should send: one request per worker at a time."""
+        return {
+            "MaxConcurrentTransforms": self.max_concurrent_transforms or self.workers,
+            "BatchStrategy": self.batch_strategy,
+            "MaxPayloadInMB": self.max_payload_mb,
+        }
+
+
+class ModelSlot:
+    """The app's model: ``None`` until loaded (``/ping`` answers 503 until then)."""
+
+    def __init__(self, recommender: Recommender | None = None) -> None:
+        self.recommender = recommender
+
+    def require(self) -> Recommender:
+        if self.recommender is None:
+            raise ModelNotLoaded("the model is not loaded yet; wait for /ping to answer 200")
+        return self.recommender
+
+
+class ModelNotLoaded(codecs.HttpError):
+    status = 503
+
+
+def answer_records(recommender: Recommender, records: list[codecs.Record]) -> codecs.Answers:
+    """Every record paired with its answer; readable records are answered in one batch."""
+    answers = iter(recommender.answer([r.request for r in records if r.error is None]))
+    pairs = [(r, Recommendation.failed(r.error) if r.error else next(answers)) for r in records]
+    failed = [a.error for _, a in pairs if a.error]
+    noted = sum(1 for _, a in pairs if a.note)
+    if failed:
+        log.warning(
+            "%d of %d records answered with an error; first: %s", len(failed), len(pairs), failed[0]
+        )
+    if noted:
+        log.info("%d of %d records answered with a fallback (unknown users)", noted, len(pairs))
+    return pairs
+
+
+def _one_line(text: str, status: int) -> Response:
+    return Response(" ".join(str(text).split()), status=status, mimetype="text/plain")
+
+
+def create_app(
+    recommender: Recommender | None = None,
+    model_dir: str | os.PathLike | None = None,
+    settings: ServingSettings | None = None,
+) -> Flask:
+    """The Flask app serving ``recommender`` (or the model in ``model_dir``, loaded now).
+
+    With neither, the app starts without a model: ``/ping`` answers 503 until
+    ``app.extensions["mfrec"].recommender`` is set.
+    """
+    settings = settings or ServingSettings.from_env()
+    if recommender is None and model_dir is not None:
+        options = settings.recommender_options()
+        recommender = Recommender.from_dir(model_dir, settings.device, **options)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_mb * 1024 * 1024
+    slot = app.extensions["mfrec"] = ModelSlot(recommender)
+    app.extensions["mfrec.settings"] = settings
+
+    @app.get("/ping")
+    def ping():
+        return (
+            _one_line("", 200)
+            if slot.recommender is not None
+            else _one_line("model not loaded", 503)
+        )
+
+    @app.get("/execution-parameters")
+    def execution_parameters():
+        return jsonify(settings.execution_parameters())
+
+    @app.post("/invocations")
+    def invocations():
+        recommender = slot.require()
+        mime, style = codecs.negotiate(request.headers.get("Accept"))
+        body = request.get_data(cache=False)
+        records = codecs.decode(
+            body, request.headers.get("Content-Type"), strict=not settings.batch
+        )
+        answers = answer_records(recommender, records)
+        return Response(codecs.ENCODERS[mime](answers, style), mimetype=mime)
+
+    @app.errorhandler(codecs.HttpError)
+    def client_error(exc: codecs.HttpError):
+        return _one_line(str(exc), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if exc.code == 413:
+            return _one_line(
+                f"the body is larger than MaxPayloadInMB ({settings.max_payload_mb} "
+                "MB); send fewer records per request or raise "
+                "SAGEMAKER_MAX_PAYLOAD_IN_MB (at most 100)",
+                413,
+            )
+        return _one_line(f"{exc.name}: {exc.description}", exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception):  # the process boundary: log it, never send it
+        log.exception("internal error while answering %s %s", request.method, request.path)
+        return _one_line("internal error; see the server log", 500)
+
+    return app

@@ -1,0 +1,357 @@
+"""Request bodies to :class:`Request` records and recommendations back to bytes.
+
+Decoders and encoders are ``{mime type: function}`` maps (:data:`DECODERS`, :data:`ENCODERS`),
+chosen from the ``Content-Type`` and ``Accept`` headers by :func:`decoder_for` and
+:func:`negotiate`.
+
+A body holds one or many records, in any of these shapes:
+
+- ``application/json``: one object ``{"user_id": "685", "top_n": "5"}`` (the seed's), an array
+  of objects, ``{"instances": [...]}``, or one object per line (SageMaker's MultiRecord batches
+  keep the job's ContentType, so a JSON body may be JSON Lines);
+- ``application/jsonlines``: one object per line;
+- ``text/csv``: ``user_id[,top_n]`` per line, an optional ``user_id,...`` header line skipped.
+
+Blank lines are skipped; records keep their order. Field values may be strings or numbers;
+Amazon Personalize's ``userId`` and ``numResults`` are accepted for ``user_id`` and ``top_n``.
+A record that cannot be read becomes an error record (answered with an error row, so one bad
+line never fails a batch file); only a body that cannot be read at all raises :class:`BadRequest`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mfrec.serve.recommender import Recommendation, Request
+from mfrec.train.errors import MfrecError
+
+EXAMPLE = '{"user_id": "685", "top_n": "5"}'
+
+
+class HttpError(MfrecError):
+    """An error the client caused, answered with :attr:`status` and a one-line message."""
+
+    status = 400
+
+
+class BadRequest(HttpError):
+    status = 400
+
+
+class PayloadTooLarge(HttpError):
+    status = 413
+
+
+class UnsupportedMediaType(HttpError):
+    status = 415
+
+
+class NotAcceptable(HttpError):
+    status = 406
+
+
+class RecordError(ValueError):
+    """One record cannot be read; it becomes an error answer, the rest of the body goes on."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record of a body: the request, or the error that prevented reading it.
+
+    ``raw`` is the record as received (a dict, or the text of a line that is not JSON), echoed
+    by Personalize-style output; ``subject`` is its user id when one could be read, for the
+    first CSV column of an error row.
+    """
+
+    raw: object
+    request: Request | None
+    error: str | None = None
+    subject: str = ""
+
+
+# Field names accepted in a record, with the Amazon Personalize spellings.
+FIELD_NAMES = {
+    "type": "type",
+    "user_id": "user_id",
+    "userId": "user_id",
+    "top_n": "top_n",
+    "numResults": "top_n",
+    "exclude_seen": "exclude_seen",
+}
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def _id(value, name: str) -> str:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise RecordError(f"{name} must be a non-empty string or an integer, got {value!r}")
+
+
+def _int(value, name: str) -> int:
+    if isinstance(value, bool):
+        raise RecordError(f"{name} must be an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise RecordError(f"{name} must be an integer, got {value!r}")
+
+
+def _bool(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise RecordError(f"{name} must be true or false, got {value!r}")
+
+
+_PARSERS: dict[str, Callable] = {
+    "type": lambda value, name: str(value),
+    "user_id": _id,
+    "top_n": _int,
+    "exclude_seen": _bool,
+}
+
+
+def record_from_object(obj, where: str = "record") -> Record:
+    """A :class:`Record` from one decoded JSON value (or CSV row as a dict)."""
+    if not isinstance(obj, dict):
+        return Record(obj, None, f"{where} must be a JSON object like {EXAMPLE}, got {obj!r:.60}")
+    subject = obj.get("user_id", obj.get("userId", ""))
+    subject = subject if isinstance(subject, str | int) and not isinstance(subject, bool) else ""
+    fields = {}
+    try:
+        for key, value in obj.items():
+            name = FIELD_NAMES.get(key)
+            if name is None:
+                raise RecordError(f"unknown field {key!r}; use {', '.join(FIELD_NAMES)}")
+            if name in fields:
+                raise RecordError(f"field {name!r} is given twice (as {key!r} too)")
+            if value is not None:
+                fields[name] = _PARSERS[name](value, key)
+    except RecordError as exc:
+        return Record(obj, None, f"{where}: {exc}", str(subject))
+    return Record(obj, Request.from_fields(**fields), None, str(subject))
+
+
+def _lines(body: bytes):
+    """(line number, text) of the non-blank lines; text is None when not UTF-8."""
+    for number, line in enumerate(body.split(b"\n"), start=1):
+        line = line.strip()
+        if line:
+            try:
+                yield number, line.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                yield number, None
+
+
+def decode_jsonlines(body: bytes) -> list[Record]:
+    """One JSON object per line."""
+    records = []
+    for number, text in _lines(body):
+        where = f"line {number}"
+        if text is None:
+            records.append(Record(None, None, f"{where} is not UTF-8 text"))
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            records.append(
+                Record(
+                    text,
+                    None,
+                    f"{where} is not valid JSON ({exc.msg} at column "
+                    f"{exc.colno}); send one object per line like {EXAMPLE}",
+                )
+            )
+            continue
+        records.append(record_from_object(value, where))
+    return records
+
+
+def decode_json(body: bytes) -> list[Record]:
+    """One JSON document (object, array, ``{"instances": [...]}``) or else JSON Lines."""
+    try:
+        document = json.loads(body.removeprefix(b"\xef\xbb\xbf"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return decode_jsonlines(body)  # MultiRecord batches and JSON Lines sent as JSON
+    if isinstance(document, dict) and set(document) == {"instances"}:
+        document = document["instances"]
+        if not isinstance(document, list):
+            raise BadRequest('"instances" must be an array of records')
+    if isinstance(document, list):
+        return [record_from_object(value, f"record {n}") for n, value in enumerate(document, 1)]
+    return [record_from_object(document)]
+
+
+def decode_csv(body: bytes) -> list[Record]:
+    """``user_id[,top_n]`` per line; a first line starting with ``user_id`` is a header."""
+    records = []
+    for number, text in _lines(body):
+        where = f"line {number}"
+        row = next(csv.reader([text])) if text is not None else None
+        if row is None:
+            records.append(Record(None, None, f"{where} is not UTF-8 text"))
+        elif not records and number == 1 and row[0].strip() in ("user_id", "userId"):
+            continue
+        elif len(row) > 2:
+            records.append(
+                Record(text, None, f"{where} has {len(row)} fields; send user_id[,top_n]")
+            )
+        else:
+            obj = {"user_id": row[0].strip()}
+            if len(row) == 2 and row[1].strip():
+                obj["top_n"] = row[1]
+            records.append(record_from_object(obj, where))
+    return records
+
+
+def _sniff(body: bytes) -> list[Record]:
+    """No usable Content-Type: JSON when the body starts like JSON, else CSV."""
+    start = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    return decode_json(body) if start in (b"{", b"[") else decode_csv(body)
+
+
+DECODERS: dict[str, Callable[[bytes], list[Record]]] = {
+    "application/json": decode_json,
+    "application/jsonlines": decode_jsonlines,
+    "text/csv": decode_csv,
+}
+_CONTENT_ALIASES = {
+    "application/x-jsonlines": "application/jsonlines",
+    "application/jsonl": "application/jsonlines",
+    "application/x-ndjson": "application/jsonlines",
+    "application/csv": "text/csv",
+}
+
+
+def decoder_for(content_type: str | None) -> Callable[[bytes], list[Record]]:
+    """The decoder for a ``Content-Type`` header; none or octet-stream sniffs the body."""
+    mime = (content_type or "").split(";")[0].strip().lower()
+    if mime in ("", "application/octet-stream"):
+        return _sniff
+    decoder = DECODERS.get(_CONTENT_ALIASES.get(mime, mime))
+    if decoder is None:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type!r} is not supported; use one of {', '.join(DECODERS)}"
+        )
+    return decoder
+
+
+def decode(body: bytes, content_type: str | None, *, strict: bool) -> list[Record]:
+    """The records of a body. ``strict`` (real-time endpoints): a body without one readable
+    record raises :class:`BadRequest`; otherwise (batch) every record is answered."""
+    records = decoder_for(content_type)(body)
+    if strict and not records:
+        raise BadRequest(f"the body holds no records; send for example {EXAMPLE}")
+    if strict and all(record.error for record in records):
+        raise BadRequest(records[0].error)
+    return records
+
+
+# ---------------------------------------------------------------------------------------------
+# Responses. ``answers`` pairs every record with its Recommendation, in body order.
+
+Answers = list[tuple[Record, Recommendation]]
+
+
+def _csv_field(text: str) -> str:
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def encode_csv(answers: Answers, style: str = "mfrec") -> bytes:
+    """``user_id,item_id,score`` rows, best first, records in order, no header, and no trailing
+    newline (SageMaker's AssembleWith=Line adds one per response). A record that failed gives
+    ``user_id,,error: <reason>``; one left with no items gives ``user_id,,``."""
+    lines: list[str] = []
+    for record, answer in answers:
+        prefix = _csv_field(record.subject) + ","
+        if answer.error is not None:
+            lines.append(prefix + "," + _csv_field("error: " + answer.error))
+            continue
+        ids = answer.item_ids.tolist()
+        joined = "".join(ids)
+        if any(c in joined for c in ',"\r\n'):
+            ids = [_csv_field(item_id) for item_id in ids]
+        if not ids:
+            lines.append(prefix + ",")
+        lines.extend(
+            [
+                f"{prefix}{item_id},{score}"
+                for item_id, score in zip(ids, answer.scores.tolist(), strict=True)
+            ]
+        )
+    return "\n".join(lines).encode("utf-8")
+
+
+def _object(record: Record, answer: Recommendation, style: str) -> dict:
+    if style == "personalize":  # Amazon Personalize's batch inference output
+        if answer.error is not None:
+            return {"input": record.raw, "output": None, "error": answer.error}
+        output = {"recommendedItems": answer.item_ids.tolist(), "scores": answer.scores.tolist()}
+        return {"input": record.raw, "output": output, "error": None}
+    obj: dict = {"user_id": record.subject}
+    if record.request is not None and record.request.type != "user":
+        obj = {"type": record.request.type}
+    if answer.error is not None:
+        return {**obj, "error": answer.error}
+    obj.update(item_ids=answer.item_ids.tolist(), scores=answer.scores.tolist())
+    return {**obj, "note": answer.note} if answer.note else obj
+
+
+def encode_jsonlines(answers: Answers, style: str = "mfrec") -> bytes:
+    """One JSON object per record and line, no trailing newline."""
+    return "\n".join(json.dumps(_object(r, a, style)) for r, a in answers).encode("utf-8")
+
+
+def encode_json(answers: Answers, style: str = "mfrec") -> bytes:
+    """``{"predictions": [one object per record]}`` (the SageMaker built-in algorithms' shape)."""
+    objects = ",".join(json.dumps(_object(r, a, style)) for r, a in answers)
+    return ('{"predictions":[' + objects + "]}").encode("utf-8")
+
+
+ENCODERS: dict[str, Callable[[Answers, str], bytes]] = {
+    "text/csv": encode_csv,
+    "application/json": encode_json,
+    "application/jsonlines": encode_jsonlines,
+}
+STYLES = ("mfrec", "personalize")
+_WILDCARDS = {"*/*": "text/csv", "text/*": "text/csv", "application/*": "application/json"}
+
+
+def negotiate(accept: str | None) -> tuple[str, str]:
+    """(mime type, style) for an ``Accept`` header; missing or ``*/*`` gives CSV.
+
+    ``style`` comes from a ``format`` parameter: ``application/jsonlines; format=personalize``
+    answers in Amazon Personalize's batch output shape.
+    """
+    ranges = []
+    for order, part in enumerate((accept or "*/*").split(",")):
+        mime, *params = [piece.strip() for piece in part.split(";")]
+        options = dict(p.split("=", 1) for p in params if "=" in p)
+        try:
+            quality = float(options.pop("q", 1))
+        except ValueError:
+            quality = 0.0
+        ranges.append((-quality, order, mime.lower(), options.get("format", "mfrec")))
+    for negative_quality, _, mime, style in sorted(ranges):
+        mime = _WILDCARDS.get(mime, _CONTENT_ALIASES.get(mime, mime))
+        if negative_quality < 0 and mime in ENCODERS and style in STYLES:
+            return mime, style
+    raise NotAcceptable(
+        f"Accept {accept!r} is not supported; use one of {', '.join(ENCODERS)} (JSON types "
+        "take ';format=personalize' for Amazon Personalize's output shape)"
+    )

@@ -1,0 +1,130 @@
+"""``mfrec serve``: the Flask app under gunicorn, as a SageMaker serving container runs it.
+
+- The model comes from ``--model-dir`` or ``$SAGEMAKER_BASE_DIR/model`` (``/opt/ml/model``),
+  computed when :func:`serve` is called. It is loaded in the gunicorn master *before* the port
+  opens (``preload_app``), so the first ``/ping`` that connects answers 200 and the workers
+  share the arrays copy-on-write instead of loading a copy each (``gc.freeze`` keeps the garbage
+  collector from touching, and so copying, the id dictionaries).
+- Port ``--port``, else ``SAGEMAKER_BIND_TO_PORT``, else 8080; workers and timeout from
+  ``SAGEMAKER_MODEL_SERVER_WORKERS``/``MODEL_SERVER_WORKERS`` and
+  ``SAGEMAKER_MODEL_SERVER_TIMEOUT``/``MODEL_SERVER_TIMEOUT`` (see :mod:`mfrec.serve.app`).
+- Workers are ``gthread`` workers with a few threads: a ``/ping`` is answered while a long batch
+  request is being scored (torch releases the GIL while it computes). Each worker picks its
+  device and its torch thread count (CPU cores / workers) after the fork, because neither CUDA
+  nor OpenMP thread pools survive a fork.
+- SIGTERM (SageMaker stops a container with SIGTERM, then SIGKILL after 30 s) is gunicorn's
+  graceful shutdown: stop accepting, finish in-flight requests for up to ``GRACEFUL_TIMEOUT``
+  seconds, exit 0.
+- Logs go to stderr, line-buffered, so CloudWatch gets them as they happen.
+
+No nginx in front: SageMaker's own front end already buffers slow clients, and a proxy adds one
+more body limit and one more timeout that must match ``MaxPayloadInMB`` (up to 100 MB) and the
+model server's timeout; users' 413 and timeout failures with AWS's example container come from
+exactly that. gunicorn alone reads bodies of any size up to the Flask limit (measured in
+benchmarks/serving.py).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from gunicorn.app.base import BaseApplication
+from mfrec.paths import SageMakerPaths
+from mfrec.serve.app import ServingSettings, create_app
+from mfrec.serve.recommender import Recommender
+
+log = logging.getLogger("mfrec.serve")
+
+GRACEFUL_TIMEOUT = 20  # seconds to finish in-flight requests after SIGTERM (< SageMaker's 30)
+THREADS_PER_WORKER = 4
+KEEPALIVE = 20  # seconds; SageMaker's front end and `mfrec transform` reuse connections
+
+
+class _Gunicorn(BaseApplication):
+    """gunicorn driven from Python: no command line, no config file, no shell."""
+
+    def __init__(self, app, options: dict) -> None:
+        self._app = app
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            if key in self.cfg.settings:  # settings newer than the installed gunicorn are skipped
+                self.cfg.set(key, value)
+
+    def load(self):
+        return self._app
+
+
+def gunicorn_options(settings: ServingSettings, recommender: Recommender, host: str) -> dict:
+    """The gunicorn configuration for ``settings``."""
+    threads = max(1, (os.cpu_count() or 1) // settings.workers)
+
+    def post_fork(server, worker) -> None:
+        import torch
+
+        # Until gunicorn installs the worker's handlers, a SIGTERM would be queued for the
+        # master's loop, which a worker never runs: the worker would ignore it and delay the
+        # shutdown by GRACEFUL_TIMEOUT. A booting worker has nothing to drain: let it die.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        torch.set_num_threads(threads)
+        recommender.warm_up()
+
+    options = {
+        "bind": f"{host}:{settings.port}",
+        "workers": settings.workers,
+        "worker_class": "gthread",
+        "threads": THREADS_PER_WORKER,
+        "timeout": settings.timeout,
+        "graceful_timeout": GRACEFUL_TIMEOUT,
+        "keepalive": KEEPALIVE,
+        "preload_app": True,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "mfrec-serve",
+        "post_fork": post_fork,
+        "control_socket_disable": True,  # gunicorn >= 24 would open a socket under $HOME
+    }
+    if os.path.isdir("/dev/shm"):  # heartbeat files off the container's overlay disk
+        options["worker_tmp_dir"] = "/dev/shm"
+    return options
+
+
+def serve(
+    model_dir: str | os.PathLike | None = None,
+    host: str = "0.0.0.0",
+    port: int | None = None,
+    workers: int | None = None,
+    settings: ServingSettings | None = None,
+) -> None:
+    """Load the model, then serve it with gunicorn until SIGTERM (does not return)."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(line_buffering=True)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    settings = settings or ServingSettings.from_env()
+    settings = replace(settings, port=port or settings.port, workers=workers or settings.workers)
+    model_dir = Path(model_dir) if model_dir else SageMakerPaths.from_env().model
+    started = time.perf_counter()
+    recommender = Recommender.from_dir(model_dir, settings.device, **settings.recommender_options())
+    log.info(
+        "loaded %s (%d users x %d items) in %.1f s; %d workers on port %d",
+        model_dir,
+        recommender.num_users,
+        recommender.num_items,
+        time.perf_counter() - started,
+        settings.workers,
+        settings.port,
+    )
+    app = create_app(recommender, settings=settings)
+    gc.freeze()  # objects made so far are never collected: their pages stay shared after fork
+    _Gunicorn(app, gunicorn_options(settings, recommender, host)).run()

@@ -1,0 +1,350 @@
+"""``mfrec transform``: a SageMaker batch transform job on this machine.
+
+It does what SageMaker (and the SageMaker SDK's local mode, its reference here) does with
+``SplitType=Line`` and ``AssembleWith=Line``:
+
+1. every file of the input (a file, or every file under a folder) is split into lines;
+2. lines are grouped into request bodies: one line each (``SingleRecord``) or as many whole
+   lines as fit in ``MaxPayloadInMB`` (``MultiRecord``); a body never spans two files, a line
+   is never split, and a line larger than the limit fails its file;
+3. the bodies are POSTed to ``/invocations`` with the job's ``Content-Type`` and ``Accept``,
+   ``MaxConcurrentTransforms`` at a time; a non-2xx answer (or a broken connection) is retried
+   ``max_retries`` times (SageMaker's default: 3), after which the file fails;
+4. the answers, in input order and each followed by a newline, become ``<file>.out`` in the
+   output folder (the input's relative path kept). A failed file gets no ``.out``, like in
+   SageMaker; the other files go on and the command then fails.
+
+Settings the user leaves out come from the server's ``/execution-parameters``, else SageMaker's
+defaults (MultiRecord, 6 MB, 1 request at a time). Unlike local mode, answers are not stripped
+of whitespace: SageMaker does not strip them either, so a trailing newline shows here as the
+blank line it would give in S3. The client is the standard library's ``http.client``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mfrec.train.errors import ConfigError, MfrecError
+
+log = logging.getLogger("mfrec.serve")
+
+STRATEGIES = {"SingleRecord": "SINGLE_RECORD", "MultiRecord": "MULTI_RECORD"}
+
+
+class TransformFailed(MfrecError):
+    """Some input files got no ``.out`` (an answer kept failing, or a record was too large)."""
+
+
+@dataclass(frozen=True)
+class TransformJob:
+    """A transform job's settings; ``None`` means the server's choice, else SageMaker's default."""
+
+    content_type: str = "application/json"
+    accept: str = "text/csv"
+    strategy: str | None = None
+    max_payload_mb: int | None = None
+    max_concurrent: int | None = None
+    max_retries: int = 3
+    retry_delay: float = 1.0
+    invocation_timeout: float = 600.0  # SageMaker's InvocationsTimeoutInSeconds default
+
+    def __post_init__(self) -> None:
+        if self.strategy is not None and self.strategy not in STRATEGIES:
+            raise ConfigError(f"strategy {self.strategy!r}; use SingleRecord or MultiRecord")
+        if self.max_payload_mb is not None and not 0 <= self.max_payload_mb <= 100:
+            raise ConfigError(f"max_payload_mb={self.max_payload_mb}; use 0 (no limit) to 100")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ConfigError(f"max_concurrent={self.max_concurrent}; use 1 or more")
+
+    def resolved(self, parameters: dict) -> TransformJob:
+        """Settings left as ``None`` taken from ``/execution-parameters``, else the defaults."""
+        strategy = str(parameters.get("BatchStrategy", "")).replace("_", "").upper()
+        named = {"SINGLERECORD": "SingleRecord", "MULTIRECORD": "MultiRecord"}.get(strategy)
+        return replace(
+            self,
+            strategy=self.strategy or named or "MultiRecord",
+            max_payload_mb=_first(self.max_payload_mb, parameters.get("MaxPayloadInMB"), 6),
+            max_concurrent=_first(
+                self.max_concurrent, parameters.get("MaxConcurrentTransforms"), 1
+            ),
+        )
+
+
+def _first(*values) -> int:
+    return next(int(v) for v in values if v is not None)
+
+
+@dataclass
+class TransformReport:
+    outputs: list[Path] = field(default_factory=list)
+    failures: dict[Path, str] = field(default_factory=dict)
+    records: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (
+            f"wrote {len(self.outputs)} .out file(s): {self.records} records in "
+            f"{self.requests} requests, {self.seconds:.1f} s"
+        )
+
+
+def input_files(path: Path, output_dir: Path) -> list[Path]:
+    """The input file, or every file under a folder (S3-prefix semantics, the output folder
+    left out), sorted."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ConfigError(f"input {path} does not exist; give a file or a folder of files")
+    output_dir = output_dir.resolve()
+    files = sorted(
+        p for p in path.rglob("*") if p.is_file() and output_dir not in p.resolve().parents
+    )
+    if not files:
+        raise ConfigError(f"input folder {path} holds no files")
+    return files
+
+
+def bodies(path: Path, strategy: str, max_payload_mb: int) -> Iterator[tuple[bytes, int]]:
+    """(body, number of lines) for each request of one file; lines keep their newline."""
+    limit = max_payload_mb * 1024 * 1024 or float("inf")
+    buffer: list[bytes] = []
+    size = 0
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if len(line) > limit:
+                raise TransformFailed(
+                    f"line {number} of {path} has {len(line)} bytes, more "
+                    f"than MaxPayloadInMB={max_payload_mb}; raise it"
+                )
+            if strategy == "SingleRecord":
+                yield line, 1
+                continue
+            if size + len(line) > limit:
+                yield b"".join(buffer), len(buffer)
+                buffer, size = [], 0
+            buffer.append(line)
+            size += len(line)
+    if buffer:
+        yield b"".join(buffer), len(buffer)
+
+
+class Client:
+    """POSTs bodies to ``<endpoint>/invocations``; one keep-alive connection per thread."""
+
+    def __init__(self, endpoint: str, job: TransformJob) -> None:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"endpoint {endpoint!r} is not an http(s) URL like http://127.0.0.1:8080"
+            )
+        self.parts, self.job = parts, job
+        self.base = parts.path.rstrip("/")
+        self._local = threading.local()
+        self._opened: list[http.client.HTTPConnection] = []
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if getattr(self._local, "connection", None) is None:
+            kind = (
+                http.client.HTTPSConnection
+                if self.parts.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            self._local.connection = kind(
+                self.parts.hostname, self.parts.port, timeout=self.job.invocation_timeout
+            )
+            self._opened.append(self._local.connection)
+        return self._local.connection
+
+    def close(self) -> None:
+        """Close every connection (a server draining on SIGTERM waits for open ones)."""
+        for connection in self._opened:
+            connection.close()
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int, bytes]:
+        connection = self._connection()
+        try:
+            connection.request(method, self.base + path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            self._local.connection = None
+            raise
+
+    def execution_parameters(self) -> dict:
+        try:
+            status, data = self.request("GET", "/execution-parameters")
+            return json.loads(data) if status == 200 else {}
+        except (OSError, http.client.HTTPException, ValueError):
+            return {}
+
+    def invoke(self, body: bytes) -> bytes:
+        """The answer to one body, retried like SageMaker; raises TransformFailed at the end."""
+        headers = {"Content-Type": self.job.content_type, "Accept": self.job.accept}
+        for attempt in range(self.job.max_retries + 1):
+            try:
+                status, data = self.request("POST", "/invocations", body, headers)
+                if 200 <= status < 300:
+                    return data
+                problem = f"HTTP {status}: {data[:300].decode('utf-8', 'replace')}"
+            except (OSError, http.client.HTTPException) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "invocation failed (attempt %d of %d): %s",
+                attempt + 1,
+                self.job.max_retries + 1,
+                problem,
+            )
+            if attempt < self.job.max_retries:
+                time.sleep(self.job.retry_delay * 2**attempt)
+        raise TransformFailed(problem)
+
+
+def transform_file(
+    client: Client, job: TransformJob, source: Path, target: Path, report: TransformReport
+) -> None:
+    """One input file to ``target`` (written beside it first, renamed when complete)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    window = 2 * job.max_concurrent
+    pending: deque = deque()
+    try:
+        with open(partial, "wb") as out, ThreadPoolExecutor(job.max_concurrent) as pool:
+            for body, lines in bodies(source, job.strategy, job.max_payload_mb):
+                pending.append(pool.submit(client.invoke, body))
+                report.records += lines
+                report.requests += 1
+                while len(pending) >= window or (pending and pending[0].done()):
+                    out.write(pending.popleft().result() + b"\n")  # AssembleWith=Line
+            while pending:
+                out.write(pending.popleft().result() + b"\n")
+        os.replace(partial, target)
+    except TransformFailed:
+        for future in pending:
+            future.cancel()
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def run(
+    input_path: Path,
+    output_dir: Path,
+    job: TransformJob,
+    *,
+    endpoint: str | None = None,
+    model_dir: Path | None = None,
+    workers: int | None = None,
+) -> TransformReport:
+    """Transform every input file through ``endpoint``, or a server started for ``model_dir``."""
+    files = input_files(Path(input_path), Path(output_dir))
+    root = Path(input_path) if Path(input_path).is_dir() else Path(input_path).parent
+    started = time.perf_counter()
+    with _server(endpoint, model_dir, job, workers) as url:
+        client = Client(url, job)
+        job = job.resolved(client.execution_parameters())
+        client.job = job
+        log.info(
+            "transform: %d file(s), %s, MaxPayloadInMB=%d, MaxConcurrentTransforms=%d",
+            len(files),
+            job.strategy,
+            job.max_payload_mb,
+            job.max_concurrent,
+        )
+        report = TransformReport()
+        for source in files:
+            target = Path(output_dir) / source.relative_to(root).with_name(source.name + ".out")
+            try:
+                transform_file(client, job, source, target, report)
+                report.outputs.append(target)
+            except TransformFailed as exc:
+                log.error("%s failed: %s", source, exc)
+                report.failures[source] = str(exc)
+        client.close()
+    report.seconds = time.perf_counter() - started
+    if report.failures:
+        first, reason = next(iter(report.failures.items()))
+        raise TransformFailed(
+            f"{len(report.failures)} of {len(files)} input file(s) got no "
+            f".out (first: {first}: {reason}); fix them and run again"
+        )
+    return report
+
+
+@contextmanager
+def _server(endpoint, model_dir, job: TransformJob, workers, startup_timeout: float = 300.0):
+    """``endpoint`` as it is, or a local ``mfrec serve`` for ``model_dir`` (stopped after)."""
+    if endpoint is not None:
+        yield endpoint
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "SAGEMAKER_BATCH": "true"}
+    if job.strategy:
+        env["SAGEMAKER_BATCH_STRATEGY"] = STRATEGIES[job.strategy]
+    if job.max_payload_mb is not None:
+        env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(job.max_payload_mb)
+    if job.max_concurrent:
+        env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(job.max_concurrent)
+    command = [
+        sys.executable,
+        "-m",
+        "mfrec",
+        "serve",
+        "--model-dir",
+        str(model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(command + (["--workers", str(workers)] if workers else []), env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_ping(url, process, startup_timeout)
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_ping(url: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    client = Client(url, TransformJob(invocation_timeout=2.0))
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise TransformFailed(
+                f"the model server exited with code {process.returncode} "
+                "before answering /ping; its log is above"
+            )
+        try:
+            if client.request("GET", "/ping")[0] == 200:
+                client.close()
+                return
+        except (OSError, http.client.HTTPException):
+            pass
+        time.sleep(0.1)
+    raise TransformFailed(f"the model server did not answer /ping within {timeout:.0f} s")
