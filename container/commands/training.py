@@ -1,5 +1,115 @@
-"""Placeholder: filled by its issue."""
+"""``mfrec train``: the SageMaker training job, or the same job on local paths.
+
+``mfrec train`` with no data argument is what ``docker run IMAGE train`` runs: it reads
+SageMaker's layout under ``--base-dir``, ``$SAGEMAKER_BASE_DIR`` or ``/opt/ml``. With ``--data``
+it trains on local files; ``--set key=value`` passes hyperparameters as strings, exactly as
+SageMaker does, so both modes parse them identically.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mfrec.train.errors import ConfigError
+
+EPILOG = """\
+exit codes: 0 trained (or stopped by SIGTERM after writing a checkpoint), 1 bad data or
+hyperparameters (the reason is in OUTPUT/failure), 2 internal error.
+
+examples:
+  mfrec train                                       # SageMaker: reads /opt/ml
+  mfrec train --data interactions.csv --model-dir model --set num_epochs=5
+  mfrec train --print-metric-definitions           # MetricDefinitions for the estimator
+"""
+
+LOCAL_ONLY = ("validation", "model_dir", "output_dir", "checkpoint_dir", "set")
 
 
 def register(subparsers) -> None:
-    pass
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model (SageMaker training job, or local files with --data)",
+        description=(
+            "Without --data: the SageMaker training job (what `docker run IMAGE train` runs), "
+            "reading the layout under --base-dir, $SAGEMAKER_BASE_DIR or /opt/ml. With --data: "
+            "the same job on local files, hyperparameters given as --set strings."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sagemaker = parser.add_argument_group("SageMaker mode (no --data)")
+    sagemaker.add_argument(
+        "--base-dir",
+        metavar="DIR",
+        help="SageMaker base folder (default: $SAGEMAKER_BASE_DIR, else /opt/ml)",
+    )
+    local = parser.add_argument_group("local mode")
+    local.add_argument(
+        "--data", metavar="PATH", help="interaction file or folder (read recursively)"
+    )
+    local.add_argument("--validation", metavar="PATH", help="optional validation file or folder")
+    local.add_argument("--model-dir", metavar="DIR", help="where the model is written")
+    local.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="data report, metrics.json, training-curve plot and the failure file",
+    )
+    local.add_argument(
+        "--checkpoint-dir", metavar="DIR", help="write checkpoints here and resume from them"
+    )
+    local.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="a hyperparameter, as a string like SageMaker's (repeatable)",
+    )
+    parser.add_argument(
+        "--print-metric-definitions",
+        action="store_true",
+        help="print SageMaker MetricDefinitions (JSON) for the per-epoch lines and exit",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.print_metric_definitions:
+        import json
+
+        from mfrec.train.pipeline import METRIC_DEFINITIONS
+
+        print(json.dumps(METRIC_DEFINITIONS, indent=2))
+        return 0
+
+    from mfrec import training_job
+
+    if args.data is None:
+        given = [name for name in LOCAL_ONLY if getattr(args, name)]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ConfigError(f"{flags} need --data PATH (local mode); add --data or drop them")
+        return training_job.run_sagemaker_job(args.base_dir)
+    if args.base_dir:
+        raise ConfigError("--base-dir is for SageMaker mode; drop it when training with --data")
+    if args.model_dir is None:
+        raise ConfigError("--model-dir DIR is required with --data: say where to write the model")
+    return training_job.run_local_job(
+        args.data,
+        args.model_dir,
+        validation=args.validation,
+        output_dir=args.output_dir,
+        checkpoint_dir=args.checkpoint_dir,
+        hyperparameters=parse_settings(args.set),
+    )
+
+
+def parse_settings(settings: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` → ``{"k": "v"}``; values stay strings, the last of a repeated key wins."""
+    hyperparameters = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {setting!r} is not KEY=VALUE; write e.g. --set num_epochs=5")
+        hyperparameters[key.strip()] = value
+    return hyperparameters

@@ -1,0 +1,494 @@
+"""The SageMaker training job: what ``docker run IMAGE train`` (and ``mfrec train``) does.
+
+One code path serves both modes. :func:`run_sagemaker_job` reads SageMaker's layout under a base
+folder (``/opt/ml``, or ``$SAGEMAKER_BASE_DIR``, computed when called); :func:`run_local_job`
+takes plain paths and ``--set`` strings. Both build a :class:`JobSpec` and call the same
+:func:`_train`, so hyperparameters are parsed identically.
+
+Outcome, as SageMaker sees it (see docs/training.md):
+
+* exit 0: model written to the model folder (or, after SIGTERM, the checkpoint written and the
+  model as trained so far). A stopped or Spot-interrupted job exits 0 on purpose: SageMaker marks
+  it Stopped (or restarts it) whatever the exit code, and a local wrapper should not call a
+  requested stop a failure.
+* exit 1: the user's data or hyperparameters are wrong (:class:`~mfrec.train.errors.MfrecError`);
+  ``output/failure`` says what is wrong and how to fix it.
+* exit 2: a bug in mfrec; the traceback goes to stderr (CloudWatch), a short line to the failure
+  file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mfrec.paths import SageMakerPaths
+from mfrec.train.errors import ConfigError, DataValidationError, MfrecError
+
+log = logging.getLogger(__name__)
+
+DATA_REPORT = "data_report.json"
+VALIDATION_REPORT = "validation_report.json"
+METRICS = "metrics.json"
+TRAINING_CURVE = "training_curve.png"
+FAILURE_LINE_LIMIT = 1000  # SageMaker keeps the first 1024 characters as FailureReason
+TRAINING, VALIDATION = "training", "validation"
+INPUT_MODES = ("File", "FastFile", "Pipe")
+IGNORED_PREFIXES = ("_", "sagemaker_")  # tuning jobs and AWS's toolkits add such keys
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Where one training run reads and writes, whichever mode it was started in."""
+
+    training: Path
+    model_dir: Path
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    validation: Path | None = None
+    output_data_dir: Path | None = None
+    checkpoint_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """SageMaker's three config files, read and checked (``input/config/*.json``)."""
+
+    hyperparameters: dict[str, str]
+    channels: dict[str, dict]
+    current_host: str | None = None
+    hosts: tuple[str, ...] = ()
+
+    @property
+    def is_primary(self) -> bool:
+        """Only ``hosts[0]`` trains and writes the model."""
+        return not self.hosts or self.current_host == self.hosts[0]
+
+    def input_mode(self, channel: str) -> str:
+        return self.channels.get(channel, {}).get("TrainingInputMode", "File")
+
+
+class StopFlag:
+    """Set by SIGTERM (or a first Ctrl-C); passed to the training loop as ``should_stop``."""
+
+    def __init__(self) -> None:
+        self.signal_name: str | None = None
+
+    def __call__(self) -> bool:
+        return self.signal_name is not None
+
+    def set(self, signum: int, frame=None) -> None:
+        if self.signal_name is None:
+            self.signal_name = signal.Signals(signum).name
+            log.warning("%s received: stopping after the current step", self.signal_name)
+        if signum == signal.SIGINT:  # a second Ctrl-C stops at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[StopFlag]:
+    """Install SIGTERM/SIGINT handlers for the duration of a job, then restore the old ones."""
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag  # signal handlers can only be installed from the main thread
+        return
+    previous = {sig: signal.signal(sig, flag.set) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_sagemaker_job(base_dir: str | Path | None = None, *, out=None) -> int:
+    """Run the training job described by SageMaker's files under ``base_dir``.
+
+    Parameters
+    ----------
+    base_dir : path, optional
+        Defaults to ``$SAGEMAKER_BASE_DIR``, else ``/opt/ml``.
+    out : text stream, optional
+        Where the per-epoch metric lines go (default ``sys.stdout``).
+
+    Returns
+    -------
+    int
+        The process exit code: 0 done (or stopped by SIGTERM), 1 user error, 2 internal error.
+    """
+    paths = SageMakerPaths.from_env(base_dir)
+    failure = paths.failure if paths.base.is_dir() else None
+    return _run_guarded(lambda stop: _sagemaker_job(paths, stop, out), failure)
+
+
+def run_local_job(
+    data: str | Path,
+    model_dir: str | Path,
+    *,
+    validation: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    hyperparameters: Mapping[str, str] | None = None,
+    out=None,
+) -> int:
+    """Run the same job on local paths; ``hyperparameters`` are strings, as SageMaker's are.
+
+    The failure file is written to ``output_dir/failure`` when ``output_dir`` is given. Returns
+    the exit code, as :func:`run_sagemaker_job`.
+    """
+    spec = JobSpec(
+        training=Path(data),
+        model_dir=Path(model_dir),
+        hyperparameters=dict(hyperparameters or {}),
+        validation=None if validation is None else Path(validation),
+        output_data_dir=None if output_dir is None else Path(output_dir),
+        checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
+    )
+    failure = None if output_dir is None else Path(output_dir) / "failure"
+    return _run_guarded(lambda stop: _train(spec, stop, out), failure)
+
+
+def _run_guarded(job: Callable[[StopFlag], int], failure_file: Path | None) -> int:
+    """The process boundary: run ``job``, turn errors into an exit code and a failure file."""
+    if failure_file is not None:
+        failure_file.unlink(missing_ok=True)  # a leftover from an earlier local run
+    with _stop_on_signals() as stop:
+        try:
+            return job(stop)
+        except MfrecError as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("training failed: %s", reason)
+            _write_failure(failure_file, reason)
+            return 1
+        except Exception as exc:  # the process boundary: log the traceback, exit 2
+            log.exception("internal error in the training job; please report it")
+            _write_failure(
+                failure_file,
+                f"Internal error in mfrec ({type(exc).__name__}: {exc}). This is a bug, not a "
+                "problem with your data: the traceback is in the job's log; please report it.",
+            )
+            return 2
+
+
+def _write_failure(path: Path | None, reason: str) -> None:
+    """Write ``reason`` as one first line under the limit, the full text after it if cut."""
+    if path is None:
+        return
+    line = " ".join(reason.split())
+    text = line if len(line) <= FAILURE_LINE_LIMIT else line[: FAILURE_LINE_LIMIT - 3] + "..."
+    if text != line:
+        text += "\n\n" + reason
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+    except OSError as exc:
+        log.error("cannot write the failure file %s: %s", path, exc)
+
+
+def _sagemaker_job(paths: SageMakerPaths, stop: StopFlag, out) -> int:
+    job = read_job_config(paths)
+    _parse_hyperparameters(job.hyperparameters)  # a typo fails every host alike
+    if not job.is_primary:
+        log.info(
+            "host %s is not the primary host %s: mfrec trains on one host, so this host exits "
+            "without training (use InstanceCount=1 to avoid paying for idle hosts)",
+            job.current_host,
+            job.hosts[0],
+        )
+        return 0
+    with tempfile.TemporaryDirectory(prefix="mfrec-pipe-") as scratch:
+        training = channel_data(paths, job, TRAINING, Path(scratch), required=True)
+        validation = channel_data(paths, job, VALIDATION, Path(scratch))
+        spec = JobSpec(
+            training=training,
+            validation=validation,
+            model_dir=paths.model,
+            hyperparameters=job.hyperparameters,
+            output_data_dir=paths.output_data,
+            checkpoint_dir=paths.checkpoints,
+        )
+        return _train(spec, stop, out)
+
+
+def _parse_hyperparameters(hyperparameters: Mapping[str, str]):
+    """Split string hyperparameters into (ImportOptions, TrainConfig); reject unknown keys."""
+    from mfrec.train.config import TrainConfig
+    from mfrec.train.importer import ImportOptions
+
+    import_names = set(ImportOptions.hyperparameter_names())
+    check_hyperparameter_names(
+        hyperparameters, import_names | set(TrainConfig.hyperparameter_names())
+    )
+    options = ImportOptions.from_hyperparameters(hyperparameters)
+    config = TrainConfig.from_hyperparameters(hyperparameters, ignore=import_names)
+    return options, config
+
+
+def _train(spec: JobSpec, stop: StopFlag, out) -> int:
+    from mfrec.train.importer import load_interactions
+
+    options, config = _parse_hyperparameters(spec.hyperparameters)
+    log.info("import options: %s", _to_json(options))
+    log.info("training config: %s", _to_json(config))
+    log.info("training data: %s; model folder: %s", spec.training, spec.model_dir)
+
+    try:
+        data, report = load_interactions(spec.training, options, check_minimums=True)
+    except DataValidationError as exc:  # too little data: the report still says what was read
+        if getattr(exc, "report", None) is not None:
+            _write_output(spec, DATA_REPORT, exc.report.write_json)
+        raise
+    _write_output(spec, DATA_REPORT, report.write_json)
+    valid = _load_validation(spec, options, data)
+
+    if spec.checkpoint_dir is not None:
+        spec.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        log.info("checkpoints: %s (the newest one is resumed)", spec.checkpoint_dir)
+    from mfrec.train.pipeline import train_model
+
+    result = train_model(
+        data,
+        config,
+        valid,
+        checkpoint_dir=spec.checkpoint_dir,
+        should_stop=stop,
+        out=out if out is not None else sys.stdout,
+    )
+    _write_results(spec, result)
+    if result.interrupted:
+        log.warning(
+            "training stopped by %s before the last epoch; the checkpoint in %s lets a restarted "
+            "job resume",
+            stop.signal_name or "request",
+            spec.checkpoint_dir,
+        )
+    if result.artifact is not None:
+        write_model(result.artifact, spec.model_dir)
+        log.info("model written to %s", spec.model_dir)
+    return 0
+
+
+def _load_validation(spec: JobSpec, options, data):
+    """The validation channel re-indexed onto the training ids; unknown ids are dropped."""
+    if spec.validation is None:
+        return None
+    from mfrec.train.importer import load_interactions
+    from mfrec.train.split import align_to
+
+    raw, report = load_interactions(spec.validation, options, check_minimums=False)
+    _write_output(spec, VALIDATION_REPORT, report.write_json)
+    valid, dropped = align_to(raw, data)
+    log.info(
+        "validation data: %d rows kept; dropped %d rows of users and %d rows of items that the "
+        "training data does not have",
+        dropped["kept_rows"],
+        dropped["unknown_user_rows"],
+        dropped["unknown_item_rows"],
+    )
+    return valid
+
+
+def _write_results(spec: JobSpec, result) -> None:
+    """metrics.json and the training-curve plot, into the output data folder."""
+    if spec.output_data_dir is None:
+        return
+    summary = {
+        "metrics": result.metrics,
+        "history": result.history,
+        "interrupted": result.interrupted,
+    }
+    _write_output(
+        spec,
+        METRICS,
+        lambda path: path.write_text(json.dumps(summary, indent=2, default=float) + "\n"),
+    )
+    if result.history:
+        from mfrec.train.plot import plot_history
+
+        _write_output(spec, TRAINING_CURVE, lambda path: plot_history(result.history, path))
+
+
+def _write_output(spec: JobSpec, name: str, write: Callable[[Path], object]) -> None:
+    if spec.output_data_dir is None:
+        return
+    spec.output_data_dir.mkdir(parents=True, exist_ok=True)
+    write(spec.output_data_dir / name)
+
+
+def _to_json(obj) -> str:
+    import dataclasses
+
+    if hasattr(obj, "to_dict"):
+        obj = obj.to_dict()
+    elif dataclasses.is_dataclass(obj):
+        obj = dataclasses.asdict(obj)
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+# --- SageMaker's input/config files -------------------------------------------------------------
+
+
+def read_job_config(paths: SageMakerPaths) -> JobConfig:
+    """Read hyperparameters.json, inputdataconfig.json and resourceconfig.json.
+
+    Each file may be missing (local layouts), and every optional key may be absent; unknown keys
+    are ignored.
+    """
+    if not (paths.base / "input").is_dir():
+        raise ConfigError(
+            f"{paths.base} is not a SageMaker training layout ({paths.base / 'input'} is "
+            "missing). To train outside SageMaker run `mfrec train --data PATH --model-dir DIR`; "
+            "to use a copied layout pass --base-dir or set SAGEMAKER_BASE_DIR."
+        )
+    hyperparameters = _read_json_object(paths.hyperparameters)
+    channels = _read_json_object(paths.input_data_config)
+    for name, channel in channels.items():
+        if not isinstance(channel, dict):
+            raise ConfigError(f"{paths.input_data_config}: channel {name!r} is not a JSON object")
+        mode = channel.get("TrainingInputMode", "File")
+        if mode not in INPUT_MODES:
+            raise ConfigError(
+                f"channel {name!r} has TrainingInputMode {mode!r}; mfrec reads "
+                f"{', '.join(INPUT_MODES)}: choose one of those for the channel"
+            )
+        if str(channel.get("RecordWrapperType", "None")).lower() == "recordio":
+            raise ConfigError(
+                f"channel {name!r} wraps records in RecordIO; mfrec reads plain CSV, JSON lines "
+                "or Parquet: set RecordWrapperType to None"
+            )
+    resources = _read_json_object(paths.resource_config)
+    hosts = tuple(str(host) for host in resources.get("hosts") or ())
+    sharded = channels.get(TRAINING, {}).get("S3DistributionType") == "ShardedByS3Key"
+    if sharded and len(hosts) > 1:
+        raise ConfigError(
+            f"the training channel is ShardedByS3Key across {len(hosts)} hosts, so the host that "
+            "trains would see only part of the data; mfrec trains on one host: use "
+            "InstanceCount=1 (or S3DistributionType=FullyReplicated)"
+        )
+    return JobConfig(
+        hyperparameters={str(key): _as_string(value) for key, value in hyperparameters.items()},
+        channels=channels,
+        current_host=resources.get("current_host"),
+        hosts=hosts,
+    )
+
+
+def _read_json_object(path: Path) -> dict:
+    if not path.is_file():
+        log.info("%s not found; using {}", path)
+        return {}
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}); write it as a JSON object") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} holds a {type(value).__name__}; it must be a JSON object")
+    return value
+
+
+def _as_string(value) -> str:
+    """SageMaker sends every hyperparameter as a string; other JSON values are made one."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def check_hyperparameter_names(hyperparameters: Mapping[str, str], valid: set[str]) -> None:
+    """Raise ConfigError for a key that is neither valid nor ``_*``/``sagemaker_*``."""
+    unknown = sorted(
+        key for key in hyperparameters if key not in valid and not key.startswith(IGNORED_PREFIXES)
+    )
+    if not unknown:
+        return
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, valid, n=1)
+        named.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    raise ConfigError(
+        f"unknown hyperparameter {', '.join(named)}: remove it or use one of "
+        f"{', '.join(sorted(valid))} (keys starting with '_' or 'sagemaker_' are ignored)"
+    )
+
+
+# --- channels ---------------------------------------------------------------------------------
+
+
+def channel_data(
+    paths: SageMakerPaths, job: JobConfig, name: str, scratch: Path, required: bool = False
+) -> Path | None:
+    """The file or folder holding channel ``name``; a Pipe-mode FIFO is first copied to ``scratch``.
+
+    Returns None for a missing optional channel.
+    """
+    mode = job.input_mode(name)
+    location = paths.channel(f"{name}_0" if mode == "Pipe" else name)
+    if location.exists():
+        if mode == "Pipe":
+            return _drain_pipe(location, scratch / name, job.channels[name].get("ContentType"))
+        return location
+    if name in job.channels or required:
+        found = _found_channels(paths, job)
+        raise ConfigError(
+            f"the {name!r} channel ({mode} mode) was expected at {location} but is missing "
+            f"(channels found: {', '.join(found) or 'none'}); pass your interactions as a "
+            f"channel named {name!r}, e.g. estimator.fit({{'{name}': 's3://bucket/prefix/'}})"
+        )
+    return None
+
+
+def _found_channels(paths: SageMakerPaths, job: JobConfig) -> list[str]:
+    names = set(job.channels)
+    root = paths.channel(TRAINING).parent
+    if root.is_dir():
+        for entry in root.iterdir():
+            names.add(re.sub(r"_\d+$", "", entry.name) if entry.is_fifo() else entry.name)
+    return sorted(names)
+
+
+def _drain_pipe(fifo: Path, folder: Path, content_type: str | None) -> Path:
+    """Copy a Pipe-mode FIFO into a file; the importer sniffs its format from the content."""
+    folder.mkdir(parents=True)
+    target = folder / fifo.name
+    log.info("reading Pipe-mode channel %s (ContentType %s)", fifo, content_type or "not set")
+    with open(fifo, "rb") as source, open(target, "wb") as sink:  # blocks until SageMaker writes
+        shutil.copyfileobj(source, sink, 1 << 20)
+    log.info("read %d bytes from %s", target.stat().st_size, fifo)
+    return target
+
+
+# --- the model folder ---------------------------------------------------------------------------
+
+
+def write_model(artifact, model_dir: Path) -> None:
+    """Save ``artifact`` so that ``model_dir`` holds a complete model or none of its files.
+
+    The model is staged inside ``model_dir`` itself, because SageMaker (and its local mode) mount
+    ``/opt/ml/model`` as its own filesystem and a rename across filesystems fails; files are
+    moved in with the manifest last, and removed again if anything fails.
+    """
+    from mfrec.train.artifact import MANIFEST, save
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
+    moved: list[Path] = []
+    try:
+        save(artifact, staging / "model")
+        names = sorted(entry.name for entry in (staging / "model").iterdir())
+        (model_dir / MANIFEST).unlink(missing_ok=True)
+        for name in sorted(names, key=lambda name: name == MANIFEST):
+            os.replace(staging / "model" / name, model_dir / name)
+            moved.append(model_dir / name)
+    except BaseException:
+        for path in moved:
+            path.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
