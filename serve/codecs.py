@@ -124,10 +124,14 @@ _PARSERS: dict[str, Callable] = {
 }
 
 
-def record_from_object(obj, where: str = "record") -> Record:
-    """A :class:`Record` from one decoded JSON value (or CSV row as a dict)."""
+def record_from_object(obj) -> Record:
+    """A :class:`Record` from one decoded JSON value (or CSV row as a dict).
+
+    Error messages carry no line number: the error answer takes the record's place, and a line
+    number within one of many request bodies would not point into the input file anyway.
+    """
     if not isinstance(obj, dict):
-        return Record(obj, None, f"{where} must be a JSON object like {EXAMPLE}, got {obj!r:.60}")
+        return Record(obj, None, f"a record must be a JSON object like {EXAMPLE}, got {obj!r:.60}")
     subject = obj.get("user_id", obj.get("userId", ""))
     subject = subject if isinstance(subject, str | int) and not isinstance(subject, bool) else ""
     fields = {}
@@ -141,42 +145,39 @@ def record_from_object(obj, where: str = "record") -> Record:
             if value is not None:
                 fields[name] = _PARSERS[name](value, key)
     except RecordError as exc:
-        return Record(obj, None, f"{where}: {exc}", str(subject))
+        return Record(obj, None, str(exc), str(subject))
     return Record(obj, Request.from_fields(**fields), None, str(subject))
 
 
 def _lines(body: bytes):
-    """(line number, text) of the non-blank lines; text is None when not UTF-8."""
-    for number, line in enumerate(body.split(b"\n"), start=1):
+    """The non-blank lines of a body as text; None for a line that is not UTF-8."""
+    for number, line in enumerate(body.split(b"\n")):
         line = line.strip()
         if line:
             try:
-                yield number, line.decode("utf-8-sig" if number == 1 else "utf-8")
+                yield line.decode("utf-8-sig" if number == 0 else "utf-8")
             except UnicodeDecodeError:
-                yield number, None
+                yield None
+
+
+_NOT_UTF8 = "the record is not UTF-8 text"
 
 
 def decode_jsonlines(body: bytes) -> list[Record]:
     """One JSON object per line."""
     records = []
-    for number, text in _lines(body):
-        where = f"line {number}"
+    for text in _lines(body):
         if text is None:
-            records.append(Record(None, None, f"{where} is not UTF-8 text"))
+            records.append(Record(None, None, _NOT_UTF8))
             continue
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            records.append(
-                Record(
-                    text,
-                    None,
-                    f"{where} is not valid JSON ({exc.msg} at column "
-                    f"{exc.colno}); send one object per line like {EXAMPLE}",
-                )
-            )
+            reason = f"{exc.msg} at column {exc.colno}"
+            error = f"the record is not valid JSON ({reason}); send one object per line like"
+            records.append(Record(text, None, f"{error} {EXAMPLE}"))
             continue
-        records.append(record_from_object(value, where))
+        records.append(record_from_object(value))
     return records
 
 
@@ -191,29 +192,27 @@ def decode_json(body: bytes) -> list[Record]:
         if not isinstance(document, list):
             raise BadRequest('"instances" must be an array of records')
     if isinstance(document, list):
-        return [record_from_object(value, f"record {n}") for n, value in enumerate(document, 1)]
+        return [record_from_object(value) for value in document]
     return [record_from_object(document)]
 
 
 def decode_csv(body: bytes) -> list[Record]:
     """``user_id[,top_n]`` per line; a first line starting with ``user_id`` is a header."""
     records = []
-    for number, text in _lines(body):
-        where = f"line {number}"
+    for number, text in enumerate(_lines(body)):
         row = next(csv.reader([text])) if text is not None else None
         if row is None:
-            records.append(Record(None, None, f"{where} is not UTF-8 text"))
-        elif not records and number == 1 and row[0].strip() in ("user_id", "userId"):
+            records.append(Record(None, None, _NOT_UTF8))
+        elif number == 0 and row[0].strip() in ("user_id", "userId"):
             continue
         elif len(row) > 2:
-            records.append(
-                Record(text, None, f"{where} has {len(row)} fields; send user_id[,top_n]")
-            )
+            error = f"the record has {len(row)} fields; send user_id[,top_n]"
+            records.append(Record(text, None, error))
         else:
             obj = {"user_id": row[0].strip()}
             if len(row) == 2 and row[1].strip():
                 obj["top_n"] = row[1]
-            records.append(record_from_object(obj, where))
+            records.append(record_from_object(obj))
     return records
 
 

@@ -1,0 +1,291 @@
+"""The Flask app through its test client: SageMaker's routes, every format, every error status."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from mfrec.serve.app import ServingSettings, create_app
+from mfrec.serve.recommender import Recommender
+from mfrec.train.artifact import ModelArtifact, save
+from mfrec.train.errors import ConfigError
+
+USER_IDS = ["302", "685", "user_000061", "u3"]
+NUM_ITEMS = 8
+SEED = b'{"user_id": "685", "top_n": "5"}\n{"user_id": "302", "top_n": "5"}'
+
+
+def known_answer() -> ModelArtifact:
+    """User u ranks items by |u - i|, ties to the smaller i (score 2ui - i^2 - i/2n, exact in
+    float32); user u has seen item u; item i's popularity is num_items - i."""
+    u, i = np.arange(len(USER_IDS), dtype=np.float32), np.arange(NUM_ITEMS, dtype=np.float32)
+    return ModelArtifact(
+        np.stack([2 * u, -np.ones_like(u)], 1),
+        np.stack([i, i**2], 1),
+        np.zeros(len(u), np.float32),
+        (-i / (2 * NUM_ITEMS)).astype(np.float32),
+        np.array(USER_IDS),
+        np.array([f"i{k}" for k in range(NUM_ITEMS)]),
+        (NUM_ITEMS - i).astype(np.float32),
+        np.arange(len(u) + 1),
+        np.arange(len(u)),
+    )
+
+
+def rows(user_id: str, top_n: int, exclude_seen: bool = True) -> list[str]:
+    """The expected CSV rows of a known user."""
+    u = USER_IDS.index(user_id)
+    ranking = sorted(range(NUM_ITEMS), key=lambda i: ((u - i) ** 2, i))
+    ranking = [i for i in ranking if not (exclude_seen and i == u)][:top_n]
+    return [f"{user_id},i{i},{2 * u * i - i * i - i / (2 * NUM_ITEMS)}" for i in ranking]
+
+
+def make_app(**settings):
+    settings = ServingSettings(**settings)
+    return create_app(
+        Recommender(known_answer(), "cpu", **settings.recommender_options()), settings=settings
+    )
+
+
+@pytest.fixture
+def client():
+    return make_app().test_client()
+
+
+def post(client, body, content_type="application/json", accept=None):
+    headers = {"Content-Type": content_type} if content_type else {}
+    if accept is not None:
+        headers["Accept"] = accept
+    return client.post("/invocations", data=body, headers=headers)
+
+
+def test_ping_is_503_until_a_model_is_loaded_then_200():
+    app = create_app(settings=ServingSettings())
+    client = app.test_client()
+    assert (client.get("/ping").status_code, client.get("/ping").text) == (503, "model not loaded")
+    response = post(client, SEED)
+    assert response.status_code == 503 and "not loaded yet" in response.text
+    app.extensions["mfrec"].recommender = Recommender(known_answer(), "cpu")
+    assert (client.get("/ping").status_code, client.get("/ping").text) == (200, "")
+
+
+def test_create_app_loads_a_model_dir(tmp_path):
+    save(known_answer(), tmp_path / "model")
+    app = create_app(model_dir=tmp_path / "model", settings=ServingSettings(device="cpu"))
+    assert app.test_client().get("/ping").status_code == 200
+
+
+def test_seed_request_gives_the_seed_csv(client):
+    response = post(client, SEED, accept="text/csv")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert response.text == "\n".join(rows("685", 5) + rows("302", 5))
+
+
+def test_missing_or_wildcard_accept_gives_csv(client):
+    for accept in (None, "*/*"):
+        assert post(client, SEED, accept=accept).text == "\n".join(rows("685", 5) + rows("302", 5))
+
+
+def test_single_record_bodies_equal_one_multi_record_body():
+    client = make_app(batch=True).test_client()  # as under batch transform: no 400 answers
+    lines = [
+        b'{"user_id": "685", "top_n": 2}',
+        b'{"user_id": "nobody", "top_n": 2}',
+        b'{"user_id": "302", "top_n": "x"}',
+        b'{"user_id": "u3"}',
+    ]
+    for accept in ("text/csv", "application/jsonlines"):
+        single = [post(client, line, accept=accept).text for line in lines]
+        multi = post(client, b"\n".join(lines), accept=accept).text
+        assert "\n".join(single) == multi  # AssembleWith=Line: one newline per response
+
+
+def test_every_request_format_gives_the_same_answer(client):
+    want = "\n".join(rows("685", 2) + rows("302", 3))
+    bodies = {
+        "application/json": [
+            b'[{"user_id": "685", "top_n": 2}, {"user_id": 302, "top_n": 3}]',
+            b'{"instances": [{"userId": "685", "numResults": 2},'
+            b' {"user_id": "302", "top_n": "3"}]}',
+        ],
+        "application/jsonlines": [
+            b'{"user_id": "685", "top_n": 2}\n\n{"userId": "302", "top_n": 3}'
+        ],
+        "text/csv": [b"685,2\n302,3", b"user_id,top_n\n685,2\n302,3\n"],
+    }
+    for content_type, examples in bodies.items():
+        for body in examples:
+            assert post(client, body, content_type, "text/csv").text == want
+
+
+def test_json_responses(client):
+    response = post(client, SEED, accept="application/json")
+    assert response.mimetype == "application/json"
+    first, second = response.get_json()["predictions"]
+    assert first["user_id"] == "685" and len(first["item_ids"]) == 5
+    assert [f"685,{i},{s}" for i, s in zip(first["item_ids"], first["scores"], strict=True)] == (
+        rows("685", 5)
+    )
+    lines = post(client, SEED, accept="application/jsonlines").text.split("\n")
+    assert [json.loads(line) for line in lines] == [first, second]
+
+
+def test_personalize_output_shape(client):
+    body = b'{"userId": "685"}\n{"userId": "nobody"}'
+    response = post(client, body, accept="application/jsonlines;format=personalize")
+    known, unknown = [json.loads(line) for line in response.text.split("\n")]
+    assert known["input"] == {"userId": "685"} and known["error"] is None
+    assert len(known["output"]["recommendedItems"]) == NUM_ITEMS - 1  # default top_n=25
+    assert unknown["output"]["recommendedItems"][:2] == ["i0", "i1"]
+
+
+def test_unknown_users_get_popular_items_or_error_rows():
+    body = b'{"user_id": "nobody", "top_n": 2}\n{"user_id": "685", "top_n": 1}'
+    assert post(make_app().test_client(), body).text == "\n".join(
+        ["nobody,i0,8.0", "nobody,i1,7.0"] + rows("685", 1)
+    )
+    strict = make_app(unknown_user="error").test_client()
+    assert post(strict, body).text == "\n".join(
+        ["nobody,,error: user 'nobody' is not in the model"] + rows("685", 1)
+    )
+
+
+def test_exclude_seen_default_and_per_record():
+    body = b'{"user_id": "685", "top_n": 2}\n{"user_id": "685", "top_n": 2, "exclude_seen": false}'
+    assert post(make_app().test_client(), body).text == "\n".join(
+        rows("685", 2) + rows("685", 2, exclude_seen=False)
+    )
+    keep = make_app(exclude_seen=False).test_client()
+    assert post(keep, b'{"user_id": "685", "top_n": 2}').text == "\n".join(
+        rows("685", 2, exclude_seen=False)
+    )
+
+
+def test_default_and_max_top_n():
+    client = make_app(default_top_n=1, max_top_n=3).test_client()
+    assert post(client, b'{"user_id": "685"}').text == rows("685", 1)[0]
+    answer = post(client, b'{"user_id": "685", "top_n": 4}\n{"user_id": "302", "top_n": 1}')
+    assert answer.text == "\n".join(
+        ["685,,error: top_n=4 is out of range; use 1 to 3"] + rows("302", 1)
+    )
+
+
+def test_malformed_records_inside_a_batch_get_error_rows_in_place(client):
+    body = (
+        b'{"user_id": "685", "top_n": 1}\n{"user_id": "302", "top_n": "many"}\n{oops\n'
+        b'{"user_id": "302", "top_n": 1}'
+    )
+    response = post(client, body)
+    assert response.status_code == 200
+    assert response.text.split("\n") == [
+        rows("685", 1)[0],
+        "302,,\"error: top_n must be an integer, got 'many'\"",
+        ',,"error: the record is not valid JSON (Expecting property name enclosed in double '
+        'quotes at column 2); send one object per line like {""user_id"": ""685"", ""top_n"": '
+        '""5""}"',
+        rows("302", 1)[0],
+    ]
+
+
+def test_415_406_and_400_are_one_line_reasons(client):
+    cases = [
+        (post(client, SEED, "application/xml"), 415, "Content-Type 'application/xml' is not"),
+        (post(client, SEED, accept="application/xml"), 406, "Accept 'application/xml' is not"),
+        (post(client, b"{nope"), 400, "the record is not valid JSON"),
+        (post(client, b'{"user_id": "685", "top_n": "x"}'), 400, "top_n must be an integer"),
+        (post(client, b""), 400, "the body holds no records"),
+    ]
+    for response, status, message in cases:
+        assert response.status_code == status and message in response.text
+        assert "\n" not in response.text and "Traceback" not in response.text
+
+
+def test_batch_mode_answers_unreadable_bodies_with_error_rows():
+    client = make_app(batch=True).test_client()
+    assert (post(client, b"{nope").status_code, post(client, b"{nope").text[:30]) == (
+        200,
+        ',,"error: the record is not va',
+    )
+    assert (post(client, b"\n").status_code, post(client, b"\n").text) == (200, "")
+
+
+def test_body_above_max_payload_is_413():
+    client = make_app(max_payload_mb=1).test_client()
+    response = post(client, b'{"user_id": "685"}\n' * 60_000)  # about 1.1 MB
+    assert response.status_code == 413
+    assert response.text.startswith("the body is larger than MaxPayloadInMB (1 MB)")
+
+
+def test_other_http_errors_and_internal_errors_are_one_line(client, monkeypatch, caplog):
+    assert client.get("/invocations").status_code == 405
+    assert client.get("/nowhere").text.startswith("Not Found: ")
+    app = make_app()
+    recommender = app.extensions["mfrec"].recommender
+    monkeypatch.setattr(recommender, "answer", lambda requests: 1 / 0)
+    response = post(app.test_client(), SEED)
+    assert (response.status_code, response.text) == (500, "internal error; see the server log")
+    assert "ZeroDivisionError" in caplog.text
+
+
+def test_execution_parameters_fit_the_workers():
+    params = make_app(workers=3).test_client().get("/execution-parameters").get_json()
+    assert params == {
+        "MaxConcurrentTransforms": 3,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 6,
+    }
+    app = make_app(
+        workers=3, max_concurrent_transforms=2, batch_strategy="SINGLE_RECORD", max_payload_mb=20
+    )
+    assert app.test_client().get("/execution-parameters").get_json() == {
+        "MaxConcurrentTransforms": 2,
+        "BatchStrategy": "SINGLE_RECORD",
+        "MaxPayloadInMB": 20,
+    }
+
+
+def test_settings_from_environment_variables():
+    settings = ServingSettings.from_env(
+        {
+            "MFREC_EXCLUDE_SEEN": "False",
+            "MFREC_DEFAULT_TOP_N": "5",
+            "MFREC_MAX_TOP_N": "50",
+            "MFREC_UNKNOWN_USER": "ERROR",
+            "MFREC_DEVICE": "cpu",
+            "SAGEMAKER_BATCH": "True",
+            "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0",
+            "SAGEMAKER_BATCH_STRATEGY": "SingleRecord",
+            "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS": "4",
+            "MODEL_SERVER_WORKERS": "3",
+            "MODEL_SERVER_TIMEOUT": "120",
+            "SAGEMAKER_BIND_TO_PORT": "9090",
+        }
+    )
+    assert settings == ServingSettings(
+        False, 5, 50, "error", "cpu", True, 100, "SINGLE_RECORD", 4, 3, 120, 9090
+    )
+    both = ServingSettings.from_env(
+        {
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+            "MODEL_SERVER_WORKERS": "7",
+            "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30",
+        }
+    )
+    assert (both.workers, both.timeout, both.batch, both.exclude_seen) == (2, 30, False, True)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MFREC_UNKNOWN_USER": "guess"}, "MFREC_UNKNOWN_USER='guess'; use one of popular, error"),
+        ({"MFREC_EXCLUDE_SEEN": "perhaps"}, "MFREC_EXCLUDE_SEEN='perhaps' must be true or false"),
+        ({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "101"}, "must be an integer from 0 to 100"),
+        ({"MODEL_SERVER_WORKERS": "many"}, "SAGEMAKER_MODEL_SERVER_WORKERS='many' must be an"),
+        ({"SAGEMAKER_BATCH_STRATEGY": "ALL"}, "use MULTI_RECORD or SINGLE_RECORD"),
+        ({"MFREC_DEFAULT_TOP_N": "0"}, "MFREC_DEFAULT_TOP_N='0' must be an integer from 1"),
+    ],
+)
+def test_bad_environment_variables_are_config_errors(env, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        ServingSettings.from_env(env)

@@ -1,0 +1,194 @@
+"""A real ``mfrec serve`` (gunicorn, 2 workers) on 127.0.0.1, configured the way SageMaker does
+it: the model under $SAGEMAKER_BASE_DIR/model, the port from SAGEMAKER_BIND_TO_PORT, the
+workers from SAGEMAKER_MODEL_SERVER_WORKERS. Every wait is bounded."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from mfrec.train.artifact import ModelArtifact, save
+
+USER_IDS = ["302", "685", "user_000061", "u3"]
+NUM_ITEMS = 8
+SEED = b'{"user_id": "685", "top_n": "5"}\n{"user_id": "302", "top_n": "5"}'
+START_TIMEOUT = 120  # seconds; importing torch is slow on a busy machine
+
+
+def known_answer() -> ModelArtifact:
+    """User u ranks items by |u - i|, ties to the smaller i (score 2ui - i^2 - i/2n, exact in
+    float32); user u has seen item u; item i's popularity is num_items - i."""
+    u, i = np.arange(len(USER_IDS), dtype=np.float32), np.arange(NUM_ITEMS, dtype=np.float32)
+    return ModelArtifact(
+        np.stack([2 * u, -np.ones_like(u)], 1),
+        np.stack([i, i**2], 1),
+        np.zeros(len(u), np.float32),
+        (-i / (2 * NUM_ITEMS)).astype(np.float32),
+        np.array(USER_IDS),
+        np.array([f"i{k}" for k in range(NUM_ITEMS)]),
+        (NUM_ITEMS - i).astype(np.float32),
+        np.arange(len(u) + 1),
+        np.arange(len(u)),
+    )
+
+
+def rows(user_id: str, top_n: int) -> list[str]:
+    u = USER_IDS.index(user_id)
+    ranking = [i for i in sorted(range(NUM_ITEMS), key=lambda i: ((u - i) ** 2, i)) if i != u]
+    return [f"{user_id},i{i},{2 * u * i - i * i - i / (2 * NUM_ITEMS)}" for i in ranking[:top_n]]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def request(port, method, path, body=None, headers=None, timeout=30):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
+
+
+class Server:
+    def __init__(self, base_dir, port):
+        self.port = port
+        self.log = open(base_dir / "server.log", "w+")  # noqa: SIM115 (closed in stop)
+        env = {
+            **os.environ,
+            "SAGEMAKER_BASE_DIR": str(base_dir),
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+            "MFREC_DEVICE": "cpu",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mfrec", "serve", "--host", "127.0.0.1"],
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
+        )
+        self.pings = self._wait_for_ping()
+
+    def _wait_for_ping(self) -> list[int]:
+        """Status of every /ping that got an answer, polling until the first 200."""
+        statuses, deadline = [], time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                statuses.append(request(self.port, "GET", "/ping", timeout=2)[0])
+                if statuses[-1] == 200:
+                    return statuses
+            except OSError:
+                pass  # not listening yet: the model loads before the port opens
+            time.sleep(0.05)
+        pytest.fail(f"server did not answer /ping with 200: {self.output()}")
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base_dir = tmp_path_factory.mktemp("opt_ml")
+    save(known_answer(), base_dir / "model")
+    running = Server(base_dir, free_port())
+    yield running
+    running.stop()
+
+
+def test_port_opens_only_once_the_model_is_loaded(server):
+    assert server.pings[-1] == 200 and 503 not in server.pings
+    assert request(server.port, "GET", "/ping") == (200, "")
+
+
+def test_seed_request_single_and_multi_record(server):
+    headers = {"Content-Type": "application/json", "Accept": "text/csv"}
+    multi = request(server.port, "POST", "/invocations", SEED, headers)
+    single = [
+        request(server.port, "POST", "/invocations", line, headers) for line in SEED.split(b"\n")
+    ]
+    assert multi == (200, "\n".join(rows("685", 5) + rows("302", 5)))
+    assert "\n".join(text for _, text in single) == multi[1]
+
+
+def test_execution_parameters_match_the_workers(server):
+    status, text = request(server.port, "GET", "/execution-parameters")
+    assert status == 200
+    assert json.loads(text) == {
+        "MaxConcurrentTransforms": 2,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 6,
+    }
+
+
+def test_concurrent_clients_get_their_own_answers(server):
+    users = ["685", "302", "u3", "user_000061"] * 8
+
+    def ask(user_id):
+        body = json.dumps({"user_id": user_id, "top_n": 3})
+        return request(
+            server.port, "POST", "/invocations", body, {"Content-Type": "application/json"}
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, users))
+    assert answers == [(200, "\n".join(rows(user_id, 3))) for user_id in users]
+
+
+def test_error_statuses_are_one_line_without_traceback(server):
+    cases = [
+        ({"Content-Type": "image/png"}, SEED, 415),
+        ({"Accept": "image/png"}, SEED, 406),
+        ({"Content-Type": "application/json"}, b"{oops", 400),
+    ]
+    for headers, body, status in cases:
+        got, text = request(server.port, "POST", "/invocations", body, headers)
+        assert got == status and "\n" not in text and "Traceback" not in text and text
+
+
+def test_sigterm_drains_and_exits_cleanly(server):
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=40) == 0
+    log = server.output()
+    assert "Shutting down: Master" in log and "Traceback" not in log
+
+
+def test_missing_model_exits_with_a_readable_error(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mfrec",
+            "serve",
+            "--model-dir",
+            str(tmp_path / "none"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+    )
+    assert result.returncode == 1
+    assert "mfrec serve: error:" in result.stderr and "holds no mfrec model" in result.stderr

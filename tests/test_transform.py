@@ -1,0 +1,267 @@
+"""``mfrec transform``: SageMaker's batch transform reproduced locally, byte for byte."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from mfrec.cli import main
+from mfrec.serve import transform
+from mfrec.serve.transform import TransformFailed, TransformJob, bodies, input_files
+from mfrec.train.artifact import ModelArtifact, save
+from mfrec.train.errors import ConfigError
+
+USER_IDS = ["302", "685", "user_000061", "u3"]
+NUM_ITEMS = 8
+SEED = b'{"user_id": "685", "top_n": "5"}\n{"user_id": "302", "top_n": "5"}'  # no final newline
+
+
+def known_answer() -> ModelArtifact:
+    """User u ranks items by |u - i|, ties to the smaller i (score 2ui - i^2 - i/2n, exact in
+    float32); user u has seen item u; item i's popularity is num_items - i."""
+    u, i = np.arange(len(USER_IDS), dtype=np.float32), np.arange(NUM_ITEMS, dtype=np.float32)
+    return ModelArtifact(
+        np.stack([2 * u, -np.ones_like(u)], 1),
+        np.stack([i, i**2], 1),
+        np.zeros(len(u), np.float32),
+        (-i / (2 * NUM_ITEMS)).astype(np.float32),
+        np.array(USER_IDS),
+        np.array([f"i{k}" for k in range(NUM_ITEMS)]),
+        (NUM_ITEMS - i).astype(np.float32),
+        np.arange(len(u) + 1),
+        np.arange(len(u)),
+    )
+
+
+def seed_out() -> bytes:
+    """The seed's .out: top_n rows per request, best first, each line ending with a newline."""
+    lines = []
+    for user_id in ("685", "302"):
+        u = USER_IDS.index(user_id)
+        ranking = [i for i in sorted(range(NUM_ITEMS), key=lambda i: ((u - i) ** 2, i)) if i != u]
+        lines += [
+            f"{user_id},i{i},{2 * u * i - i * i - i / (2 * NUM_ITEMS)}\n" for i in ranking[:5]
+        ]
+    return "".join(lines).encode()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save(known_answer(), tmp_path_factory.mktemp("model") / "model")
+
+
+@pytest.fixture(scope="module")
+def endpoint(model_dir, tmp_path_factory):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mfrec",
+            "serve",
+            "--model-dir",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        env={**os.environ, "SAGEMAKER_BATCH": "true", "MFREC_DEVICE": "cpu"},
+        stdout=log,
+        stderr=log,
+    )
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            urllib.request.urlopen(url + "/ping", timeout=2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield url
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=40)
+    log.close()
+
+
+@pytest.fixture
+def seed_file(tmp_path):
+    path = tmp_path / "input" / "seed.json"
+    path.parent.mkdir()
+    path.write_bytes(SEED)
+    return path
+
+
+@pytest.mark.parametrize("strategy", ["SingleRecord", "MultiRecord"])
+def test_seed_request_file_gives_the_seed_out_byte_for_byte(
+    endpoint, seed_file, tmp_path, strategy
+):
+    job = TransformJob(strategy=strategy)
+    report = transform.run(seed_file, tmp_path / "out", job, endpoint=endpoint)
+    out = (tmp_path / "out" / "seed.json.out").read_bytes()
+    assert out == seed_out()
+    assert out.count(b"\n") == 10 and b"\n\n" not in out
+    assert (report.records, report.requests) == (2, 2 if strategy == "SingleRecord" else 1)
+
+
+def test_cli_starts_its_own_server_for_a_model_dir(model_dir, seed_file, tmp_path, capsys):
+    code = main(
+        [
+            "transform",
+            str(seed_file),
+            "--output",
+            str(tmp_path / "out"),
+            "--model-dir",
+            str(model_dir),
+            "--strategy",
+            "SingleRecord",
+            "--workers",
+            "1",
+        ]
+    )
+    assert code == 0
+    assert (tmp_path / "out" / "seed.json.out").read_bytes() == seed_out()
+    assert "wrote 1 .out file(s): 2 records in 2 requests" in capsys.readouterr().out
+
+
+def test_folder_of_files_other_formats_and_concurrency(endpoint, tmp_path):
+    (tmp_path / "in" / "part").mkdir(parents=True)
+    (tmp_path / "in" / "a.csv").write_text("685,2\n302,1\n")
+    (tmp_path / "in" / "part" / "b.csv").write_text("\n".join(["u3,1"] * 50))
+    job = TransformJob(
+        content_type="text/csv",
+        accept="application/jsonlines",
+        strategy="SingleRecord",
+        max_concurrent=4,
+    )
+    transform.run(tmp_path / "in", tmp_path / "in" / "out", job, endpoint=endpoint)
+    a = (tmp_path / "in" / "out" / "a.csv.out").read_text().splitlines()
+    b = (tmp_path / "in" / "out" / "part" / "b.csv.out").read_text().splitlines()
+    assert [line[:20] for line in a] == ['{"user_id": "685", "', '{"user_id": "302", "']
+    assert len(b) == 50 and len(set(b)) == 1
+    again = transform.run(tmp_path / "in", tmp_path / "in" / "out", job, endpoint=endpoint)
+    assert len(again.outputs) == 2  # the output folder inside the input is not read back
+
+
+def test_multi_record_bodies_respect_max_payload_and_never_split_lines(tmp_path):
+    path = tmp_path / "records.json"
+    lines = [b'{"user_id": "%d"}\n' % k for k in range(100_000)]
+    path.write_bytes(b"".join(lines))
+    groups = list(bodies(path, "MultiRecord", 1))
+    assert all(len(body) <= 1024 * 1024 for body, _ in groups) and len(groups) == 2
+    assert b"".join(body for body, _ in groups) == path.read_bytes()
+    assert sum(count for _, count in groups) == 100_000
+    assert [body for body, _ in bodies(path, "SingleRecord", 6)][:2] == lines[:2]
+    assert len(list(bodies(path, "MultiRecord", 0))) == 1  # 0: no limit
+
+
+def test_a_line_larger_than_max_payload_fails_its_file(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_bytes(b'{"user_id": "' + b"x" * (1024 * 1024) + b'"}')
+    with pytest.raises(TransformFailed, match="line 1 of .* more than MaxPayloadInMB=1; raise"):
+        list(bodies(path, "MultiRecord", 1))
+
+
+class FlakyHandler(BaseHTTPRequestHandler):
+    """Answers 500 to the first ``failures`` invocations of each body, then echoes the body."""
+
+    failures = 0
+    seen: dict = {}
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        count = self.seen[body] = self.seen.get(body, 0) + 1
+        status, answer = (500, b"boom") if count <= self.failures else (200, body.strip())
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyHandler)
+    FlakyHandler.seen = {}
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_non_2xx_answers_are_retried_three_times(flaky, tmp_path, caplog):
+    server, url = flaky
+    FlakyHandler.failures = 3
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.json").write_bytes(b'{"user_id": "1"}\n{"user_id": "2"}')
+    job = TransformJob(strategy="SingleRecord", retry_delay=0)
+    transform.run(tmp_path / "in", tmp_path / "out", job, endpoint=url)
+    assert (tmp_path / "out" / "a.json.out").read_bytes() == (
+        b'{"user_id": "1"}\n{"user_id": "2"}\n'
+    )
+    assert list(FlakyHandler.seen.values()) == [4, 4]
+    assert "invocation failed (attempt 3 of 4): HTTP 500: boom" in caplog.text
+
+
+def test_a_file_whose_answers_keep_failing_gets_no_out_and_the_job_fails(flaky, tmp_path):
+    server, url = flaky
+    FlakyHandler.failures = 4
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.json").write_bytes(b'{"user_id": "1"}')
+    job = TransformJob(strategy="SingleRecord", retry_delay=0)
+    with pytest.raises(TransformFailed, match=r"1 of 1 input file\(s\) got no .out .*HTTP 500"):
+        transform.run(tmp_path / "in", tmp_path / "out", job, endpoint=url)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_settings_come_from_execution_parameters_unless_given():
+    parameters = {
+        "BatchStrategy": "SINGLE_RECORD",
+        "MaxPayloadInMB": 20,
+        "MaxConcurrentTransforms": 3,
+    }
+    assert TransformJob().resolved(parameters) == TransformJob(
+        strategy="SingleRecord", max_payload_mb=20, max_concurrent=3
+    )
+    assert TransformJob(strategy="MultiRecord", max_payload_mb=1).resolved(parameters) == (
+        TransformJob(strategy="MultiRecord", max_payload_mb=1, max_concurrent=3)
+    )
+    assert TransformJob().resolved({}) == TransformJob(
+        strategy="MultiRecord", max_payload_mb=6, max_concurrent=1
+    )
+
+
+def test_bad_settings_and_inputs_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="strategy 'Batch'; use SingleRecord or MultiRecord"):
+        TransformJob(strategy="Batch")
+    with pytest.raises(ConfigError, match="max_payload_mb=101; use 0"):
+        TransformJob(max_payload_mb=101)
+    with pytest.raises(ConfigError, match="input .* does not exist"):
+        input_files(tmp_path / "nothing", tmp_path / "out")
+    with pytest.raises(ConfigError, match="holds no files"):
+        input_files(tmp_path, tmp_path / "out")
+    with pytest.raises(ConfigError, match="is not an http"):
+        transform.Client("localhost:8080", TransformJob())
+
+
+def test_transform_needs_an_endpoint_or_a_model(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["transform", str(tmp_path), "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert "one of the arguments --endpoint --model-dir is required" in capsys.readouterr().err
