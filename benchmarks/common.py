@@ -309,3 +309,18 @@ def load_ml100k(data_dir: str | os.PathLike | None = None) -> Interactions:
     path = ml100k_dir(data_dir) / "u.data"
     frame = pd.read_csv(path, sep="\t", names=["user_id", "item_id", "rating", "timestamp"])
     return Interactions.from_ids(frame.user_id, frame.item_id, timestamps=frame.timestamp)
+
+
+def current_rss_mib() -> float:
+    """Resident memory of this process now, MiB (Linux /proc; 0.0 where unavailable)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None

@@ -54,11 +54,13 @@ def load_dataset(name: str, data_dir: str | None = None):
     if name == "synthetic":
         from mfrec.train.datasets import default_dataset_path
 
-        return load_interactions(default_dataset_path())
-    path = Path(name)
-    if not path.exists():
-        raise SystemExit(f"unknown dataset {name!r}: use ml-100k, synthetic or a CSV path")
-    return load_interactions(path)
+        path = default_dataset_path()
+    else:
+        path = Path(name)
+        if not path.exists():
+            raise SystemExit(f"unknown dataset {name!r}: use ml-100k, synthetic or a CSV path")
+    data, _report = load_interactions(path)
+    return data
 
 
 def artifact_scorer(artifact):
