@@ -1,0 +1,157 @@
+"""Column conversions: ids to strings, timestamps to Unix seconds, values to floats, ids to indices.
+
+Each converter works on a whole Arrow column and returns the converted values plus a boolean
+mask of the rows that could not be converted, so that the importer can name their lines.
+
+Numeric timestamps are read in the unit their median magnitude implies: below 1e11 seconds
+(1e11 s is the year 5138), below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds.
+Strings are parsed as ISO-8601 (a timezone offset is honoured; none means UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+NULL_ID_MARKERS = ("", "nan", "NaN", "null", "NULL", "None")
+_UNIT_DIVISORS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+@dataclass
+class Converted:
+    """Converted values of one column; ``bad`` marks the rows that could not be converted."""
+
+    values: object  # numpy array or Arrow array
+    bad: np.ndarray  # bool, shape (n,)
+    reason: str = ""
+    unit: str | None = None
+
+
+def _as_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(column, pa.ChunkedArray):
+        return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return column
+
+
+def _bad_from(mask: pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(mask, True).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def to_id_strings(column, role: str) -> Converted:
+    """Ids as trimmed strings; null, empty and ``"nan"``/``"null"``/``"None"`` ids are bad."""
+    array = column
+    if pa.types.is_floating(array.type):
+        valid = pc.drop_null(array)
+        if len(valid) == 0 or pc.all(pc.equal(pc.floor(valid), valid)).as_py():
+            array = pc.cast(array, pa.int64(), safe=False)  # 7.0 -> "7", not "7.0"
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        array = pc.cast(array, pa.string())
+    else:
+        array = pc.utf8_trim_whitespace(array)
+    bad = pc.or_kleene(pc.is_null(array), pc.is_in(array, value_set=pa.array(NULL_ID_MARKERS)))
+    return Converted(array, _bad_from(bad), f"an empty or null {role} id")
+
+
+def to_float(column) -> Converted:
+    """Event values as float64; nulls and non-numbers are bad."""
+    array = _as_array(column)
+    if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
+        values = pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    elif pa.types.is_boolean(array.type):
+        values = pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    else:
+        series = pd.Series(pc.cast(array, pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+        values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+    return Converted(values, ~np.isfinite(values), "a missing or non-numeric event value")
+
+
+def timestamp_unit(values: np.ndarray) -> str:
+    """``"s"``, ``"ms"``, ``"us"`` or ``"ns"`` from the median magnitude of numeric times.
+
+    The median is taken over at most ~100,000 evenly spaced values (enough to tell units
+    apart, which differ by a factor of 1,000).
+    """
+    sample = values[:: max(1, len(values) // 100_000)]
+    median = float(np.median(np.abs(sample))) if len(sample) else 0.0
+    if median < 1e11:
+        return "s"
+    if median < 1e14:
+        return "ms"
+    return "us" if median < 1e17 else "ns"
+
+
+def to_unix_seconds(column) -> Converted:
+    """Timestamps as int64 Unix seconds (floored); nulls and unparseable values are bad."""
+    array = _as_array(column)
+    kind = array.type
+    if pa.types.is_timestamp(kind):
+        ints = pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False)
+        bad = _bad_from(pc.is_null(array))
+        seconds = np.floor_divide(np.where(bad, 0, ints), _UNIT_DIVISORS[kind.unit])
+        return Converted(seconds.astype(np.int64), bad, "a missing timestamp", "iso8601")
+    if pa.types.is_date(kind):
+        days = pc.cast(pc.cast(array, pa.date32()), pa.int32()).to_numpy(zero_copy_only=False)
+        bad = _bad_from(pc.is_null(array))
+        seconds = np.where(bad, 0, days).astype(np.int64) * 86_400
+        return Converted(seconds, bad, "a missing timestamp", "iso8601")
+    if pa.types.is_integer(kind):
+        bad = _bad_from(pc.is_null(array)) if array.null_count else np.zeros(len(array), bool)
+        ints = pc.fill_null(array, 0).to_numpy().astype(np.int64, copy=False)
+        unit = timestamp_unit(ints[~bad] if array.null_count else ints)
+        seconds = ints if unit == "s" else np.floor_divide(ints, _UNIT_DIVISORS[unit])
+        return Converted(seconds, bad, "a missing timestamp", unit)
+    if pa.types.is_floating(kind):
+        return _numeric_seconds(to_float(array).values, "a missing timestamp")
+    strings = pd.Series(pc.cast(array, pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+    numbers = pd.to_numeric(strings, errors="coerce").to_numpy(dtype=np.float64)
+    if np.isfinite(numbers).mean() >= 0.5:
+        return _numeric_seconds(numbers, "a missing or non-numeric timestamp")
+    parsed = pd.to_datetime(strings, utc=True, format="ISO8601", errors="coerce")
+    bad = parsed.isna().to_numpy()
+    ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    seconds = np.floor_divide(np.where(bad, 0, ns), 1_000_000_000)
+    return Converted(seconds, bad, "a missing or unparseable (not ISO-8601) timestamp", "iso8601")
+
+
+def _numeric_seconds(numbers: np.ndarray, reason: str) -> Converted:
+    bad = ~np.isfinite(numbers)
+    unit = timestamp_unit(numbers[~bad])
+    seconds = np.floor(np.where(bad, 0, numbers) / _UNIT_DIVISORS[unit]).astype(np.int64)
+    return Converted(seconds, bad, reason, unit)
+
+
+def factorize(ids: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous indices in order of first appearance, and the id of each index.
+
+    Returns
+    -------
+    idx : ndarray of int64, shape (n,)
+    uniques : ndarray of str, shape (num_unique,)
+    """
+    if len(ids) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=str)
+    ints = _canonical_integers(ids)
+    if ints is not None:  # hashing int64 is several times faster than hashing strings
+        codes, uniques = pd.factorize(ints)
+        return codes.astype(np.int64, copy=False), uniques.astype(str)
+    encoded = pc.dictionary_encode(_as_array(ids))
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    uniques = encoded.dictionary.to_numpy(zero_copy_only=False)
+    return codes, np.asarray(uniques, dtype=str)
+
+
+def _canonical_integers(ids) -> np.ndarray | None:
+    """The ids as int64 when every one is a canonical decimal ("685", not "0685"), else None."""
+    try:
+        ints = pc.cast(ids, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    # The cast also accepts leading zeros and "0x" prefixes, which would merge distinct ids.
+    padded = pc.and_(pc.starts_with(ids, "0"), pc.greater(pc.binary_length(ids), 1))
+    if pc.any(pc.or_(padded, pc.starts_with(ids, "-0"))).as_py():
+        return None
+    return ints.to_numpy()
