@@ -212,6 +212,9 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+_BLAS_LIMITS = []
+
+
 def set_threads(num_threads: int) -> None:
     """Give torch and the BLAS libraries the same number of threads (shared machines)."""
     import torch
@@ -220,32 +223,58 @@ def set_threads(num_threads: int) -> None:
     try:
         import threadpoolctl
 
-        threadpoolctl.threadpool_limits(num_threads)
+        _BLAS_LIMITS.append(threadpoolctl.threadpool_limits(num_threads))
     except ImportError:
         pass
 
 
-def run_worker(module: str, args: list[str], timeout: float | None = None) -> dict:
+def restore_threads(torch_threads: int) -> None:
+    """Undo :func:`set_threads` (after a worker ran inside another process)."""
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    while _BLAS_LIMITS:
+        _BLAS_LIMITS.pop().restore_original_limits()
+
+
+def run_worker(
+    module: str, args: list[str], timeout: float | None = None, in_process: bool = False
+) -> dict:
     """Run ``python -m module args --result-file F`` in a fresh process and return F's JSON.
 
     A fresh process per system keeps one system's memory and caches out of another's
-    measurements: the worker reports its own ``ru_maxrss``.
+    measurements: the worker reports its own ``ru_maxrss``. ``in_process`` calls the module's
+    ``main`` here instead (for smoke tests: quicker, but the memory figures are not isolated).
     """
     with tempfile.TemporaryDirectory(prefix="mfrec-bench-") as tmp:
         result_file = Path(tmp) / "result.json"
-        command = [sys.executable, "-m", module, *args, "--result-file", str(result_file)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        args = [*args, "--result-file", str(result_file)]
+        command = [sys.executable, "-m", module, *args]
         started = time.perf_counter()
-        done = subprocess.run(
-            command, cwd=REPO, env=env, timeout=timeout, capture_output=True, text=True
-        )
-        if done.returncode != 0 or not result_file.is_file():
+        if in_process:
+            import importlib
+
+            import torch
+
+            threads = torch.get_num_threads()
+            try:
+                returncode, stderr = importlib.import_module(module).main(args), ""
+            finally:
+                restore_threads(threads)
+        else:
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            done = subprocess.run(
+                command, cwd=REPO, env=env, timeout=timeout, capture_output=True, text=True
+            )
+            returncode, stderr = done.returncode, done.stderr
+        if returncode != 0 or not result_file.is_file():
             raise RuntimeError(
-                f"benchmark worker failed (exit {done.returncode}): {shlex.join(command)}\n"
-                + done.stderr[-3000:]
+                f"benchmark worker failed (exit {returncode}): {shlex.join(command)}\n"
+                + stderr[-3000:]
             )
         result = json.loads(result_file.read_text())
         result["process_seconds"] = time.perf_counter() - started
+        result["own_process"] = not in_process
         return result
 
 

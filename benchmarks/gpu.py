@@ -270,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.allow_cpu:
             passed.append("--allow-cpu")
         logger.info("profile on %s ...", size)
-        found = {"profile": common.run_worker("benchmarks.gpu", passed, timeout=args.timeout)}
+        profile = common.run_worker(
+            "benchmarks.gpu", passed, timeout=args.timeout, in_process=args.in_process
+        )
+        found = {"profile": profile}
         if not args.skip_peers:
             found["speed"] = speed.run_systems(size, args, module="benchmarks.gpu")
         results[size] = found

@@ -506,6 +506,11 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=3600.0, help="per worker, seconds")
     parser.add_argument("--out-dir", default=str(common.RESULTS_DIR))
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the systems in this process (smoke tests; peak RSS then not per system)",
+    )
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
@@ -556,7 +561,9 @@ def run_systems(size: str, args, module: str = "benchmarks.speed") -> dict:
             continue
         logger.info("%s on %s ...", system, size)
         passed = ["--worker", system, "--size", size, *shared_args(args)]
-        found["systems"][system] = common.run_worker(module, passed, timeout=args.timeout)
+        found["systems"][system] = common.run_worker(
+            module, passed, timeout=args.timeout, in_process=args.in_process
+        )
         if found["systems"][system].get("extrapolated"):
             found["notes"].append(
                 f"{size}: the naive loop's epoch did not finish within --naive-seconds "
