@@ -366,3 +366,25 @@ def test_ml100k_u_data(ml100k_dir):
     data, report = load_interactions(ml100k_dir / "u.data")
     assert (data.num_users, data.num_items, len(data)) == (943, 1682, 100_000)
     assert report.warnings == []
+
+
+def test_quoted_fields_and_crlf_line_endings(tmp_path, frame):
+    import csv
+
+    frame.to_csv(tmp_path / "q.csv", index=False, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+    data, _ = load_interactions(tmp_path / "q.csv")
+    assert rows_of(data) == expected_rows(frame)
+
+
+def test_space_separated_headerless(tmp_path, frame):
+    frame.to_csv(tmp_path / "s.txt", index=False, sep=" ", header=False)
+    data, report = load_interactions(tmp_path / "s.txt")
+    assert rows_of(data) == expected_rows(frame)
+    assert "space-separated, no header" in report.files[0]["format"]
+
+
+def test_parquet_datetime_column(tmp_path, frame):
+    frame.assign(timestamp=pd.to_datetime(frame.timestamp, unit="s")).to_parquet(tmp_path / "d.pq")
+    data, report = load_interactions(tmp_path / "d.pq")
+    assert rows_of(data) == expected_rows(frame)
+    assert report.timestamps_unit == "datetime"

@@ -92,12 +92,12 @@ def to_unix_seconds(column) -> Converted:
         ints = pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False)
         bad = _bad_from(pc.is_null(array))
         seconds = np.floor_divide(np.where(bad, 0, ints), _UNIT_DIVISORS[kind.unit])
-        return Converted(seconds.astype(np.int64), bad, "a missing timestamp", "iso8601")
+        return Converted(seconds.astype(np.int64), bad, "a missing timestamp", "datetime")
     if pa.types.is_date(kind):
         days = pc.cast(pc.cast(array, pa.date32()), pa.int32()).to_numpy(zero_copy_only=False)
         bad = _bad_from(pc.is_null(array))
         seconds = np.where(bad, 0, days).astype(np.int64) * 86_400
-        return Converted(seconds, bad, "a missing timestamp", "iso8601")
+        return Converted(seconds, bad, "a missing timestamp", "date")
     if pa.types.is_integer(kind):
         bad = _bad_from(pc.is_null(array)) if array.null_count else np.zeros(len(array), bool)
         ints = pc.fill_null(array, 0).to_numpy().astype(np.int64, copy=False)

@@ -36,7 +36,14 @@ log = logging.getLogger(__name__)
 SAMPLE_BYTES = 64 * 1024
 SAMPLE_LINES = 200
 DELIMITERS = ("::", "\t", ",", ";", "|", " ")
-DELIMITER_NAMES = {"::": "'::'", "\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
+DELIMITER_NAMES = {
+    "::": "'::'",
+    "\t": "tab",
+    ",": "comma",
+    ";": "semicolon",
+    "|": "pipe",
+    " ": "space",
+}
 NOT_DATA_SUFFIXES = {
     ".md",
     ".rst",
