@@ -124,21 +124,10 @@ def test_image_trains_then_serves(tmp_path):
     (ml / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"num_epochs": "2"}))
     data = ml / "input" / "data" / "training"
     data.mkdir(parents=True)
-    subprocess.run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "-v",
-            f"{data}:/data",
-            tag,
-            "synth",
-            "--output",
-            "/data/interactions.csv",
-        ],
-        check=True,
-        timeout=600,
-    )
+    docker_run = ["docker", "run", "--rm"]
+    synth = ["synth", "--out", "/data/interactions.csv", "--num-interactions", "20000"]
+    subprocess.run([*docker_run, "-v", f"{data}:/data", tag, *synth], check=True, timeout=600)
+    subprocess.run([*docker_run, "-v", f"{data}:/data", tag, "validate", "/data"], check=True)
     volume = ["-v", f"{ml}:/opt/ml"]
     subprocess.run(["docker", "run", "--rm", *volume, tag, "train"], check=True, timeout=1800)
     assert (ml / "model" / "model.json").is_file()
