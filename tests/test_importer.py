@@ -388,3 +388,17 @@ def test_parquet_datetime_column(tmp_path, frame):
     data, report = load_interactions(tmp_path / "d.pq")
     assert rows_of(data) == expected_rows(frame)
     assert report.timestamps_unit == "datetime"
+
+
+def test_folder_mixing_parquet_large_strings_and_csv(tmp_path, frame):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    head = frame.iloc[:600].astype({"user_id": str, "item_id": str})
+    schema = pa.schema(
+        [("user_id", pa.large_string()), ("item_id", pa.large_string()), ("timestamp", pa.int64())]
+    )
+    pq.write_table(pa.Table.from_pandas(head, schema, preserve_index=False), tmp_path / "a.parquet")
+    frame.iloc[600:].to_csv(tmp_path / "b.csv", index=False)
+    data, _ = load_interactions(tmp_path)
+    assert rows_of(data) == expected_rows(frame)

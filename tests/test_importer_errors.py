@@ -222,3 +222,9 @@ def test_everything_filtered_out(tmp_path):
         r"\(read 1,100 rows; dropped 1,100 event value below 4\)",
     ):
         load_interactions(tmp_path / "d.csv", ImportOptions(min_event_value=4))
+
+
+def test_json_array_is_not_json_lines(tmp_path):
+    (tmp_path / "d.json").write_text('[{"user_id": "u1", "item_id": "i1"}]')
+    with pytest.raises(DataValidationError, match="holds a JSON array; mfrec reads JSON lines"):
+        load_interactions(tmp_path / "d.json")

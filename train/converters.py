@@ -48,10 +48,10 @@ def to_id_strings(column, role: str) -> Converted:
         valid = pc.drop_null(array)
         if len(valid) == 0 or pc.all(pc.equal(pc.floor(valid), valid)).as_py():
             array = pc.cast(array, pa.int64(), safe=False)  # 7.0 -> "7", not "7.0"
-    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
-        array = pc.cast(array, pa.string())
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        array = pc.cast(pc.utf8_trim_whitespace(array), pa.string())
     else:
-        array = pc.utf8_trim_whitespace(array)
+        array = pc.cast(array, pa.string())
     bad = pc.or_kleene(pc.is_null(array), pc.is_in(array, value_set=pa.array(NULL_ID_MARKERS)))
     return Converted(array, _bad_from(bad), f"an empty or null {role} id")
 

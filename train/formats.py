@@ -157,6 +157,11 @@ def sniff(path: Path, header: str = "auto") -> SourceFile | None:
         return None
     encoding = _guess_encoding(raw)
     text = raw.decode(encoding, errors="replace").lstrip("\ufeff")
+    if text.lstrip().startswith("["):
+        raise DataValidationError(
+            f"{path} holds a JSON array; mfrec reads JSON lines (one object per line, e.g. "
+            f"pandas' to_json(orient='records', lines=True)), CSV or Parquet."
+        )
     if text.lstrip().startswith("{"):
         keys = _json_keys(text.lstrip().splitlines()[0], path)
         return SourceFile(path, "jsonl", compression, column_names=keys, encoding=encoding)
