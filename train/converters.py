@@ -41,13 +41,21 @@ def _bad_from(mask: pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(mask, True).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def to_id_strings(column, role: str) -> Converted:
-    """Ids as trimmed strings; null, empty and ``"nan"``/``"null"``/``"None"`` ids are bad."""
+def to_ids(column, role: str) -> Converted:
+    """Ids as int64 (integer columns of Parquet/JSON) or trimmed strings; empty ids are bad.
+
+    Null ids, and the strings ``""``, ``"nan"``, ``"NaN"``, ``"null"``, ``"NULL"``, ``"None"``,
+    are bad. Integer ids become the same strings later (:func:`factorize`); text files always
+    give strings, so ``007`` and ``7`` stay different ids.
+    """
     array = column
     if pa.types.is_floating(array.type):
         valid = pc.drop_null(array)
         if len(valid) == 0 or pc.all(pc.equal(pc.floor(valid), valid)).as_py():
-            array = pc.cast(array, pa.int64(), safe=False)  # 7.0 -> "7", not "7.0"
+            array = pc.cast(array, pa.int64(), safe=False)  # 7.0 -> 7, not "7.0"
+    if pa.types.is_integer(array.type):
+        ints = pc.cast(array, pa.int64())
+        return Converted(ints, _bad_from(pc.is_null(ints)), f"an empty or null {role} id")
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         array = pc.cast(pc.utf8_trim_whitespace(array), pa.string())
     else:
@@ -134,7 +142,10 @@ def factorize(ids: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """
     if len(ids) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=str)
-    ints = _canonical_integers(ids)
+    if pa.types.is_integer(ids.type):
+        ints = ids.to_numpy()
+    else:
+        ints = _canonical_integers(ids)
     if ints is not None:  # hashing int64 is several times faster than hashing strings
         codes, uniques = pd.factorize(ints)
         return codes.astype(np.int64, copy=False), uniques.astype(str)

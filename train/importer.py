@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from mfrec.train.columns import map_columns
-from mfrec.train.converters import factorize, to_float, to_id_strings, to_unix_seconds
+from mfrec.train.converters import factorize, to_float, to_ids, to_unix_seconds
 from mfrec.train.errors import ConfigError, DataValidationError
 from mfrec.train.formats import list_input_files, sniff
 from mfrec.train.import_options import ImportOptions
@@ -143,10 +143,7 @@ def _convert(raw, roles: dict[str, str], name: str):
     """Canonical columns of one file; rows with bad values dropped and counted."""
     n = raw.table.num_rows
     columns, bad_any, bad_counts, examples = {}, np.zeros(n, dtype=bool), {}, []
-    converters = {
-        "user": lambda c: to_id_strings(c, "user"),
-        "item": lambda c: to_id_strings(c, "item"),
-    }
+    converters = {"user": lambda c: to_ids(c, "user"), "item": lambda c: to_ids(c, "item")}
     converters.update(timestamp=to_unix_seconds, value=to_float)
     for role, column in roles.items():
         data = raw.table.column(column)
@@ -189,7 +186,14 @@ def _concat(tables: list[pa.Table], stats: ImportStats) -> pa.Table:
     stats.timestamps_unit = ",".join(u for u in units if u) or None
     if stats.timestamps_unit and stats.timestamps_unit != "s":
         log.info("timestamps read as %s and converted to Unix seconds", stats.timestamps_unit)
-    return pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+    tables = [t.replace_schema_metadata(None) for t in tables]
+    for name in ("user_id", "item_id"):
+        if len({t.schema.field(name).type for t in tables}) > 1:  # integer ids in some files
+            tables = [
+                t.set_column(t.schema.get_field_index(name), name, pc.cast(t[name], pa.string()))
+                for t in tables
+            ]
+    return pa.concat_tables(tables)
 
 
 def _filter_and_weigh(table: pa.Table, options: ImportOptions, stats: ImportStats):
@@ -311,7 +315,7 @@ def _apply_duplicates(key, timestamps, weights, types, policy: str, stats: Impor
 
 
 def interactions_to_table(data: Interactions) -> pa.Table:
-    """The normalised interaction table (``mfrec import``'s Parquet file).
+    """The normalised interaction table (``mfrec import``'s Parquet file), ids as strings.
 
     Columns: ``user_id``, ``item_id`` (strings), ``timestamp`` (int64 Unix seconds),
     ``event_value`` (float32: the weights) and ``event_type`` (string); absent ones are all null,
