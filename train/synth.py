@@ -281,13 +281,14 @@ def write_synthetic(
     num_users: int | None = None,
     num_items: int | None = None,
     seed: int = 0,
-    fmt: str | None = "csv",
+    fmt: str | None = None,
     num_topics: int | None = None,
 ) -> SynthSpec:
     """Stream a synthetic dataset to ``path`` block by block.
 
     ``fmt`` is ``"csv"`` (gzip-compressed when the name ends in ``.gz``) or ``"parquet"``;
-    ``None`` picks it from the suffix. Returns the resolved sizes.
+    ``None`` (the default) means Parquet for ``.parquet``/``.pq`` names, else CSV. Returns the
+    resolved sizes.
     """
     path = Path(path)
     fmt = fmt or ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
