@@ -143,7 +143,8 @@ def map_columns(
             f"{source}: no recognisable {' or '.join(missing)} column among the columns found "
             f"({', '.join(map(repr, names))}). Accepted names (any case, with or without "
             f"underscores) are {wanted}. Rename the column or pass it explicitly, e.g. "
-            f"--{missing[0]}-column NAME (hyperparameter {missing[0]}_column)."
+            f"--{missing[0]}-column NAME (hyperparameter {missing[0]}_column); if the file "
+            f"holds no interactions, move it out of the data folder."
         )
     used = set(roles.values())
     return ColumnMap(
