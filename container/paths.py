@@ -39,7 +39,7 @@ class SageMakerPaths:
         return self.input_config / "resourceconfig.json"
 
     def channel(self, name: str) -> Path:
-        """``input/data/<name>``: a folder in File/FastFile mode, FIFOs ``<name>_N`` in Pipe mode."""
+        """``input/data/<name>``: a folder (File, FastFile) or FIFOs ``<name>_N`` (Pipe)."""
         return self.base / "input" / "data" / name
 
     @property

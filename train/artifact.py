@@ -212,4 +212,6 @@ def load(model_dir: str | os.PathLike, verify: bool = True) -> ModelArtifact:
             **core, config=manifest["config"], metrics=manifest["metrics"], extra=extra
         )
     except TypeError as exc:
-        raise ArtifactError(f"{model_dir / ARRAYS} does not hold the expected arrays: {exc}") from None
+        raise ArtifactError(
+            f"{model_dir / ARRAYS} does not hold the expected arrays: {exc}"
+        ) from None
