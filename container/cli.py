@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `mfrec validate ... | head`: the reader left, nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception:  # the process boundary: log the traceback, exit 2
         log.exception("internal error in `mfrec %s`; please report it", args.command)
         return 2
