@@ -37,14 +37,16 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
 from mfrec.serve import codecs
 from mfrec.serve.recommender import UNKNOWN_USER_CHOICES, Recommendation, Recommender
 from mfrec.train.errors import ConfigError
-from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("mfrec.serve")
 
@@ -181,6 +183,24 @@ def answer_records(recommender: Recommender, records: list[codecs.Record]) -> co
     return pairs
 
 
+class ServerTiming:
+    """Durations of a request's steps, for the ``Server-Timing`` response header (W3C): a
+    client sees how much of its wait was the model (``model;dur=`` in milliseconds)."""
+
+    def __init__(self) -> None:
+        self.durations: dict[str, float] = {}
+
+    def __call__(self, name: str, function, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.durations[name] = time.perf_counter() - started
+
+    def header(self) -> str:
+        return ", ".join(f"{name};dur={1000 * s:.1f}" for name, s in self.durations.items())
+
+
 def _one_line(text: str, status: int) -> Response:
     return Response(" ".join(str(text).split()), status=status, mimetype="text/plain")
 
@@ -220,12 +240,12 @@ def create_app(
     def invocations():
         recommender = slot.require()
         mime, style = codecs.negotiate(request.headers.get("Accept"))
-        body = request.get_data(cache=False)
-        records = codecs.decode(
-            body, request.headers.get("Content-Type"), strict=not settings.batch
-        )
-        answers = answer_records(recommender, records)
-        return Response(codecs.ENCODERS[mime](answers, style), mimetype=mime)
+        timer = ServerTiming()
+        body, content_type = request.get_data(cache=False), request.headers.get("Content-Type")
+        records = timer("decode", codecs.decode, body, content_type, strict=not settings.batch)
+        answers = timer("model", answer_records, recommender, records)
+        encoded = timer("encode", codecs.ENCODERS[mime], answers, style)
+        return Response(encoded, mimetype=mime, headers={"Server-Timing": timer.header()})
 
     @app.errorhandler(codecs.HttpError)
     def client_error(exc: codecs.HttpError):

@@ -13,13 +13,16 @@ itself, because CUDA cannot be started before a fork.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from mfrec.train.artifact import ModelArtifact, load
 from mfrec.train.errors import ConfigError
 
@@ -155,6 +158,8 @@ class Recommender:
         self.popular_scores = np.round(popularity[self.popular_idx], SCORE_DECIMALS)
         self._handlers = {"user": self._answer_users, "popular": self._answer_popular}
         self._tensors: dict[str, torch.Tensor] | None = None
+        self._scratch: torch.Tensor | None = None
+        self._scratch_lock = threading.Lock()
         self.device: torch.device | None = None
 
     @classmethod
@@ -287,37 +292,52 @@ class Recommender:
         scores : ndarray of float64, shape (n, min(k, num_items))
             Rounded to ``SCORE_DECIMALS``; ``-inf`` where fewer than k items were left.
         """
-        t = self._ensure_tensors()
+        self._ensure_tensors()
         k = min(k, self.num_items)
         chunk = max(1, _SCORES_PER_CHUNK // max(1, self.num_items))
         item_idx = np.empty((len(user_idx), k), dtype=np.int64)
         scores = np.empty((len(user_idx), k), dtype=np.float64)
         for start in range(0, len(user_idx), chunk):
-            users = user_idx[start : start + chunk]
-            rows = torch.from_numpy(users).to(self.device)
-            # The user bias shifts a whole row: it does not change the ranking, so it is added
-            # to the k winners only.
-            matrix = torch.addmm(t["item_biases"], t["user_embeddings"][rows], t["item_t"])
-            mask_rows, mask_cols = self._seen_pairs(users[exclude_seen[start : start + chunk]])
-            if len(mask_rows):
-                masked = np.flatnonzero(exclude_seen[start : start + chunk])[mask_rows]
-                matrix[
-                    torch.from_numpy(masked).to(self.device), mask_cols.to(self.device)
-                ] = -torch.inf
-            values, winners = torch.topk(matrix, k, dim=1)
-            values += t["user_biases"][rows].unsqueeze(1)
-            item_idx[start : start + chunk] = winners.cpu().numpy()
-            scores[start : start + chunk] = values.cpu().numpy()
+            rows = slice(start, start + chunk)
+            item_idx[rows], scores[rows] = self._top_chunk(user_idx[rows], k, exclude_seen[rows])
         return item_idx, np.round(scores, SCORE_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
 
-    def _seen_pairs(self, user_idx: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-        """(row, item) pairs of the training items of ``user_idx``, from the CSR arrays."""
+    def _top_chunk(self, user_idx: np.ndarray, k: int, exclude_seen: np.ndarray):
+        t = self._tensors
+        users = torch.from_numpy(user_idx).to(self.device)
+        big = len(user_idx) * self.num_items > _SCORES_PER_CHUNK // 8
+        # Big score matrices go into one buffer per process: allocating 100+ MB per chunk costs
+        # more in page faults than the product itself. Small (real-time) requests do not wait.
+        with self._scratch_lock if big else contextlib.nullcontext():
+            out = self._scratch_buffer(len(user_idx)) if big else None
+            matrix = torch.addmm(
+                t["item_biases"], t["user_embeddings"][users], t["item_t"], out=out
+            )
+            rows, cols = self._seen_pairs(user_idx, exclude_seen)
+            if len(rows):
+                matrix[rows.to(self.device), cols.to(self.device)] = -torch.inf
+            values, winners = torch.topk(matrix, k, dim=1)
+        # The user bias shifts a whole row: it does not change the ranking, so it is added to
+        # the k winners only.
+        values += t["user_biases"][users].unsqueeze(1)
+        return winners.cpu().numpy(), values.cpu().numpy()
+
+    def _scratch_buffer(self, num_rows: int) -> torch.Tensor:
+        rows = max(1, _SCORES_PER_CHUNK // max(1, self.num_items))
+        if self._scratch is None:
+            self._scratch = torch.empty((rows, self.num_items), device=self.device)
+        return self._scratch[:num_rows]
+
+    def _seen_pairs(self, user_idx: np.ndarray, exclude_seen: np.ndarray):
+        """(row, item) tensors of the training items of the rows with ``exclude_seen``."""
+        rows_masked = np.flatnonzero(exclude_seen)
+        users = user_idx[rows_masked]
         indptr = self.artifact.seen_indptr
-        starts, counts = indptr[user_idx], indptr[user_idx + 1] - indptr[user_idx]
-        rows = np.repeat(np.arange(len(user_idx)), counts)
+        starts, counts = indptr[users], indptr[users + 1] - indptr[users]
+        rows = np.repeat(rows_masked, counts)
         offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
         cols = self.artifact.seen_indices[np.repeat(starts, counts) + offsets]
-        return rows, torch.from_numpy(np.asarray(cols, dtype=np.int64))
+        return torch.from_numpy(rows), torch.from_numpy(np.asarray(cols, dtype=np.int64))
 
     def _ensure_tensors(self) -> dict[str, torch.Tensor]:
         if self._tensors is None:

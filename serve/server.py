@@ -36,6 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
+
 from mfrec.paths import SageMakerPaths
 from mfrec.serve.app import ServingSettings, create_app
 from mfrec.serve.recommender import Recommender

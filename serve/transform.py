@@ -97,12 +97,18 @@ class TransformReport:
     records: int = 0
     requests: int = 0
     seconds: float = 0.0
+    request_seconds: float = 0.0  # summed over requests, as the client waited for them
+    server_seconds: dict[str, float] = field(default_factory=dict)  # from Server-Timing
 
     def summary(self) -> str:
-        return (
+        text = (
             f"wrote {len(self.outputs)} .out file(s): {self.records} records in "
             f"{self.requests} requests, {self.seconds:.1f} s"
         )
+        if self.server_seconds:
+            steps = ", ".join(f"{k} {v:.1f} s" for k, v in self.server_seconds.items())
+            text += f" (requests {self.request_seconds:.1f} s, of which server {steps})"
+        return text
 
 
 def input_files(path: Path, output_dir: Path) -> list[Path]:
@@ -158,6 +164,9 @@ class Client:
         self.base = parts.path.rstrip("/")
         self._local = threading.local()
         self._opened: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self.server_seconds: dict[str, float] = {}
+        self.request_seconds = 0.0
 
     def _connection(self) -> http.client.HTTPConnection:
         if getattr(self._local, "connection", None) is None:
@@ -172,6 +181,17 @@ class Client:
             self._opened.append(self._local.connection)
         return self._local.connection
 
+    def _add_timing(self, header: str | None) -> None:
+        """Sum the server's ``Server-Timing`` durations (seconds) over all requests."""
+        for part in (header or "").split(","):
+            name, _, duration = part.strip().partition(";dur=")
+            try:
+                seconds = float(duration) / 1000
+            except ValueError:
+                continue
+            with self._lock:
+                self.server_seconds[name] = self.server_seconds.get(name, 0.0) + seconds
+
     def close(self) -> None:
         """Close every connection (a server draining on SIGTERM waits for open ones)."""
         for connection in self._opened:
@@ -184,7 +204,9 @@ class Client:
         try:
             connection.request(method, self.base + path, body=body, headers=headers or {})
             response = connection.getresponse()
-            return response.status, response.read()
+            data = response.read()
+            self._add_timing(response.getheader("Server-Timing"))
+            return response.status, data
         except (OSError, http.client.HTTPException):
             connection.close()
             self._local.connection = None
@@ -202,8 +224,11 @@ class Client:
         headers = {"Content-Type": self.job.content_type, "Accept": self.job.accept}
         for attempt in range(self.job.max_retries + 1):
             try:
+                started = time.perf_counter()
                 status, data = self.request("POST", "/invocations", body, headers)
                 if 200 <= status < 300:
+                    with self._lock:
+                        self.request_seconds += time.perf_counter() - started
                     return data
                 problem = f"HTTP {status}: {data[:300].decode('utf-8', 'replace')}"
             except (OSError, http.client.HTTPException) as exc:
@@ -280,6 +305,7 @@ def run(
                 report.failures[source] = str(exc)
         client.close()
     report.seconds = time.perf_counter() - started
+    report.request_seconds, report.server_seconds = client.request_seconds, client.server_seconds
     if report.failures:
         first, reason = next(iter(report.failures.items()))
         raise TransformFailed(

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from mfrec.serve.app import ServingSettings, create_app
 from mfrec.serve.recommender import Recommender
 from mfrec.train.artifact import ModelArtifact, save
@@ -80,6 +81,12 @@ def test_seed_request_gives_the_seed_csv(client):
     response = post(client, SEED, accept="text/csv")
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert response.text == "\n".join(rows("685", 5) + rows("302", 5))
+
+
+def test_server_timing_header_says_where_the_time_went(client):
+    header = post(client, SEED).headers["Server-Timing"]
+    assert [part.split(";dur=")[0] for part in header.split(", ")] == ["decode", "model", "encode"]
+    assert all(float(part.split(";dur=")[1]) >= 0 for part in header.split(", "))
 
 
 def test_missing_or_wildcard_accept_gives_csv(client):

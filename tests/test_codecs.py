@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from mfrec.serve import codecs
 from mfrec.serve.codecs import Record, decode, decoder_for, negotiate
 from mfrec.serve.recommender import Recommendation, Request

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from mfrec.serve import recommender as recommender_module
 from mfrec.serve.recommender import Recommendation, Recommender, Request, resolve_device
 from mfrec.train.artifact import ModelArtifact, save

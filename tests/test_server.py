@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+
 from mfrec.train.artifact import ModelArtifact, save
 
 USER_IDS = ["302", "685", "user_000061", "u3"]

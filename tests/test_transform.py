@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
+
 from mfrec.cli import main
 from mfrec.serve import transform
 from mfrec.serve.transform import TransformFailed, TransformJob, bodies, input_files
@@ -115,6 +116,9 @@ def test_seed_request_file_gives_the_seed_out_byte_for_byte(
     assert out == seed_out()
     assert out.count(b"\n") == 10 and b"\n\n" not in out
     assert (report.records, report.requests) == (2, 2 if strategy == "SingleRecord" else 1)
+    assert set(report.server_seconds) == {"decode", "model", "encode"}
+    assert 0 <= report.server_seconds["model"] <= report.request_seconds <= report.seconds
+    assert report.summary().startswith(f"wrote 1 .out file(s): 2 records in {report.requests} ")
 
 
 def test_cli_starts_its_own_server_for_a_model_dir(model_dir, seed_file, tmp_path, capsys):
