@@ -167,7 +167,14 @@ def test_error_statuses_are_one_line_without_traceback(server):
 
 
 def test_sigterm_drains_and_exits_cleanly(server):
-    server.process.send_signal(signal.SIGTERM)
+    body = b"\n".join([b'{"user_id": "685", "top_n": 1}'] * 20_000)  # takes a while to answer
+    headers = {"Content-Type": "application/json"}
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(request, server.port, "POST", "/invocations", body, headers, 60)
+        time.sleep(1.0)  # let a worker accept the request
+        server.process.send_signal(signal.SIGTERM)
+        status, text = in_flight.result(timeout=60)
+    assert status == 200 and text.split("\n") == rows("685", 1) * 20_000
     assert server.process.wait(timeout=40) == 0
     log = server.output()
     assert "Shutting down: Master" in log and "Traceback" not in log
