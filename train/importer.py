@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
 from mfrec.train.columns import map_columns
 from mfrec.train.converters import factorize, to_float, to_ids, to_unix_seconds
 from mfrec.train.errors import ConfigError, DataValidationError

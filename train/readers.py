@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
 from mfrec.train.errors import DataValidationError
 from mfrec.train.formats import SourceFile
 

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
 from mfrec.train.interactions import Interactions
 
 HARD_MIN_INTERACTIONS = 1_000

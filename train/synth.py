@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
 from mfrec.train.errors import ConfigError
 
 log = logging.getLogger(__name__)
