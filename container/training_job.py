@@ -20,11 +20,9 @@ Outcome, as SageMaker sees it (see docs/training.md):
 from __future__ import annotations
 
 import contextlib
-import difflib
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import sys
@@ -34,8 +32,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mfrec.job_config import (
+    TRAINING,
+    VALIDATION,
+    channel_data,
+    check_hyperparameter_names,
+    read_job_config,
+)
 from mfrec.paths import SageMakerPaths
-from mfrec.train.errors import ConfigError, DataValidationError, MfrecError
+from mfrec.train.errors import DataValidationError, MfrecError
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +49,6 @@ VALIDATION_REPORT = "validation_report.json"
 METRICS = "metrics.json"
 TRAINING_CURVE = "training_curve.png"
 FAILURE_LINE_LIMIT = 1000  # SageMaker keeps the first 1024 characters as FailureReason
-TRAINING, VALIDATION = "training", "validation"
-INPUT_MODES = ("File", "FastFile", "Pipe")
-IGNORED_PREFIXES = ("_", "sagemaker_")  # tuning jobs and AWS's toolkits add such keys
 
 
 @dataclass(frozen=True)
@@ -59,24 +61,6 @@ class JobSpec:
     validation: Path | None = None
     output_data_dir: Path | None = None
     checkpoint_dir: Path | None = None
-
-
-@dataclass(frozen=True)
-class JobConfig:
-    """SageMaker's three config files, read and checked (``input/config/*.json``)."""
-
-    hyperparameters: dict[str, str]
-    channels: dict[str, dict]
-    current_host: str | None = None
-    hosts: tuple[str, ...] = ()
-
-    @property
-    def is_primary(self) -> bool:
-        """Only ``hosts[0]`` trains and writes the model."""
-        return not self.hosts or self.current_host == self.hosts[0]
-
-    def input_mode(self, channel: str) -> str:
-        return self.channels.get(channel, {}).get("TrainingInputMode", "File")
 
 
 class StopFlag:
@@ -249,7 +233,12 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
             _write_output(spec, DATA_REPORT, exc.report.write_json)
         raise
     _write_output(spec, DATA_REPORT, report.write_json)
-    valid = _load_validation(spec, options, data)
+    valid, dropped = _load_validation(spec, options, data)
+    if stop():  # SIGTERM during the import: nothing trained, nothing worth saving
+        log.warning(
+            "%s received before training started; exiting without a model", stop.signal_name
+        )
+        return 0
 
     if spec.checkpoint_dir is not None:
         spec.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -264,24 +253,33 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
         should_stop=stop,
         out=out if out is not None else sys.stdout,
     )
+    if dropped is not None:  # recorded with the model, as the pipeline does when it aligns
+        result.metrics.setdefault("validation_dropped", dropped)
+        result.artifact.metrics.setdefault("validation_dropped", dropped)
     _write_results(spec, result)
     if result.interrupted:
-        log.warning(
-            "training stopped by %s before the last epoch; the checkpoint in %s lets a restarted "
-            "job resume",
-            stop.signal_name or "request",
-            spec.checkpoint_dir,
+        resume = (
+            f"the checkpoint in {spec.checkpoint_dir} lets a restarted job resume"
+            if spec.checkpoint_dir is not None
+            else "without a checkpoint folder a new run starts over"
         )
-    if result.artifact is not None:
-        write_model(result.artifact, spec.model_dir)
-        log.info("model written to %s", spec.model_dir)
+        log.warning("training stopped by %s before the end; %s", stop.signal_name, resume)
+        if not result.history:
+            log.warning("no epoch was completed, so no model is written")
+            return 0
+    write_model(result.artifact, spec.model_dir)
+    log.info(
+        "model written to %s%s",
+        spec.model_dir,
+        " (as trained so far: training was interrupted)" if result.interrupted else "",
+    )
     return 0
 
 
 def _load_validation(spec: JobSpec, options, data):
-    """The validation channel re-indexed onto the training ids; unknown ids are dropped."""
+    """The validation channel re-indexed onto the training ids, and the dropped-row counts."""
     if spec.validation is None:
-        return None
+        return None, None
     from mfrec.train.importer import load_interactions
     from mfrec.train.split import align_to
 
@@ -295,7 +293,7 @@ def _load_validation(spec: JobSpec, options, data):
         dropped["unknown_user_rows"],
         dropped["unknown_item_rows"],
     )
-    return valid
+    return valid, dropped
 
 
 def _write_results(spec: JobSpec, result) -> None:
@@ -333,135 +331,6 @@ def _to_json(obj) -> str:
     elif dataclasses.is_dataclass(obj):
         obj = dataclasses.asdict(obj)
     return json.dumps(obj, sort_keys=True, default=str)
-
-
-# --- SageMaker's input/config files -------------------------------------------------------------
-
-
-def read_job_config(paths: SageMakerPaths) -> JobConfig:
-    """Read hyperparameters.json, inputdataconfig.json and resourceconfig.json.
-
-    Each file may be missing (local layouts), and every optional key may be absent; unknown keys
-    are ignored.
-    """
-    if not (paths.base / "input").is_dir():
-        raise ConfigError(
-            f"{paths.base} is not a SageMaker training layout ({paths.base / 'input'} is "
-            "missing). To train outside SageMaker run `mfrec train --data PATH --model-dir DIR`; "
-            "to use a copied layout pass --base-dir or set SAGEMAKER_BASE_DIR."
-        )
-    hyperparameters = _read_json_object(paths.hyperparameters)
-    channels = _read_json_object(paths.input_data_config)
-    for name, channel in channels.items():
-        if not isinstance(channel, dict):
-            raise ConfigError(f"{paths.input_data_config}: channel {name!r} is not a JSON object")
-        mode = channel.get("TrainingInputMode", "File")
-        if mode not in INPUT_MODES:
-            raise ConfigError(
-                f"channel {name!r} has TrainingInputMode {mode!r}; mfrec reads "
-                f"{', '.join(INPUT_MODES)}: choose one of those for the channel"
-            )
-        if str(channel.get("RecordWrapperType", "None")).lower() == "recordio":
-            raise ConfigError(
-                f"channel {name!r} wraps records in RecordIO; mfrec reads plain CSV, JSON lines "
-                "or Parquet: set RecordWrapperType to None"
-            )
-    resources = _read_json_object(paths.resource_config)
-    hosts = tuple(str(host) for host in resources.get("hosts") or ())
-    sharded = channels.get(TRAINING, {}).get("S3DistributionType") == "ShardedByS3Key"
-    if sharded and len(hosts) > 1:
-        raise ConfigError(
-            f"the training channel is ShardedByS3Key across {len(hosts)} hosts, so the host that "
-            "trains would see only part of the data; mfrec trains on one host: use "
-            "InstanceCount=1 (or S3DistributionType=FullyReplicated)"
-        )
-    return JobConfig(
-        hyperparameters={str(key): _as_string(value) for key, value in hyperparameters.items()},
-        channels=channels,
-        current_host=resources.get("current_host"),
-        hosts=hosts,
-    )
-
-
-def _read_json_object(path: Path) -> dict:
-    if not path.is_file():
-        log.info("%s not found; using {}", path)
-        return {}
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path} is not valid JSON ({exc}); write it as a JSON object") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path} holds a {type(value).__name__}; it must be a JSON object")
-    return value
-
-
-def _as_string(value) -> str:
-    """SageMaker sends every hyperparameter as a string; other JSON values are made one."""
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def check_hyperparameter_names(hyperparameters: Mapping[str, str], valid: set[str]) -> None:
-    """Raise ConfigError for a key that is neither valid nor ``_*``/``sagemaker_*``."""
-    unknown = sorted(
-        key for key in hyperparameters if key not in valid and not key.startswith(IGNORED_PREFIXES)
-    )
-    if not unknown:
-        return
-    named = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, valid, n=1)
-        named.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
-    raise ConfigError(
-        f"unknown hyperparameter {', '.join(named)}: remove it or use one of "
-        f"{', '.join(sorted(valid))} (keys starting with '_' or 'sagemaker_' are ignored)"
-    )
-
-
-# --- channels ---------------------------------------------------------------------------------
-
-
-def channel_data(
-    paths: SageMakerPaths, job: JobConfig, name: str, scratch: Path, required: bool = False
-) -> Path | None:
-    """The file or folder holding channel ``name``; a Pipe-mode FIFO is first copied to ``scratch``.
-
-    Returns None for a missing optional channel.
-    """
-    mode = job.input_mode(name)
-    location = paths.channel(f"{name}_0" if mode == "Pipe" else name)
-    if location.exists():
-        if mode == "Pipe":
-            return _drain_pipe(location, scratch / name, job.channels[name].get("ContentType"))
-        return location
-    if name in job.channels or required:
-        found = _found_channels(paths, job)
-        raise ConfigError(
-            f"the {name!r} channel ({mode} mode) was expected at {location} but is missing "
-            f"(channels found: {', '.join(found) or 'none'}); pass your interactions as a "
-            f"channel named {name!r}, e.g. estimator.fit({{'{name}': 's3://bucket/prefix/'}})"
-        )
-    return None
-
-
-def _found_channels(paths: SageMakerPaths, job: JobConfig) -> list[str]:
-    names = set(job.channels)
-    root = paths.channel(TRAINING).parent
-    if root.is_dir():
-        for entry in root.iterdir():
-            names.add(re.sub(r"_\d+$", "", entry.name) if entry.is_fifo() else entry.name)
-    return sorted(names)
-
-
-def _drain_pipe(fifo: Path, folder: Path, content_type: str | None) -> Path:
-    """Copy a Pipe-mode FIFO into a file; the importer sniffs its format from the content."""
-    folder.mkdir(parents=True)
-    target = folder / fifo.name
-    log.info("reading Pipe-mode channel %s (ContentType %s)", fifo, content_type or "not set")
-    with open(fifo, "rb") as source, open(target, "wb") as sink:  # blocks until SageMaker writes
-        shutil.copyfileobj(source, sink, 1 << 20)
-    log.info("read %d bytes from %s", target.stat().st_size, fifo)
-    return target
 
 
 # --- the model folder ---------------------------------------------------------------------------

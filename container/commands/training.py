@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from mfrec.commands.data import IMPORT_FLAGS, add_import_arguments
 from mfrec.train.errors import ConfigError
 
 EPILOG = """\
@@ -23,6 +24,7 @@ examples:
 """
 
 LOCAL_ONLY = ("validation", "model_dir", "output_dir", "checkpoint_dir", "set")
+LOCAL_ONLY += tuple(name for name, _ in IMPORT_FLAGS.values())
 
 
 def register(subparsers) -> None:
@@ -65,6 +67,7 @@ def register(subparsers) -> None:
         default=[],
         help="a hyperparameter, as a string like SageMaker's (repeatable)",
     )
+    add_import_arguments(parser)  # local mode: the same options as `mfrec validate`
     parser.add_argument(
         "--print-metric-definitions",
         action="store_true",
@@ -100,8 +103,21 @@ def run(args: argparse.Namespace) -> int:
         validation=args.validation,
         output_dir=args.output_dir,
         checkpoint_dir=args.checkpoint_dir,
-        hyperparameters=parse_settings(args.set),
+        hyperparameters=local_hyperparameters(args),
     )
+
+
+def local_hyperparameters(args: argparse.Namespace) -> dict[str, str]:
+    """The import-option flags and ``--set`` pairs as one string mapping, as SageMaker's."""
+    hyperparameters = parse_settings(args.set)
+    for flag, (name, _) in IMPORT_FLAGS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name in hyperparameters:
+            raise ConfigError(f"{name} is given twice ({flag} and --set {name}=); keep one")
+        hyperparameters[name] = value
+    return hyperparameters
 
 
 def parse_settings(settings: list[str]) -> dict[str, str]:

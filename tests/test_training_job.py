@@ -1,0 +1,301 @@
+"""The SageMaker training job, run in-process against a fake /opt/ml built in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mfrec import training_job
+from mfrec.train.artifact import ModelArtifact, load
+from mfrec.train.config import TrainConfig
+from mfrec.train.importer import ImportOptions
+
+FAST = {"num_epochs": "2", "embedding_dim": "8", "device": "cpu", "loss": "bpr"}
+
+
+def interactions_csv(num_users: int = 60, per_user: int = 20, num_items: int = 40) -> str:
+    """Each user's items in a block of its own (plus timestamps); enough rows for the minimums."""
+    rng = np.random.default_rng(0)
+    lines = ["user_id,item_id,timestamp"]
+    for user in range(num_users):
+        items = (user % 4) * (num_items // 4) + rng.permutation(num_items // 4)
+        items = np.concatenate([items, rng.integers(0, num_items, per_user - len(items))])
+        for step, item in enumerate(items[:per_user]):
+            lines.append(f"u{user},i{item},{1_600_000_000 + 1000 * user + step}")
+    return "\n".join(lines) + "\n"
+
+
+def make_layout(
+    base: Path,
+    hyperparameters: dict | None = None,
+    channels: dict[str, str] | None = None,
+    input_config: dict | None = None,
+    resources: dict | None = None,
+) -> Path:
+    """A SageMaker layout: config files, and each channel as a folder holding one CSV."""
+    config = base / "input" / "config"
+    config.mkdir(parents=True)
+    hyperparameters = FAST if hyperparameters is None else hyperparameters
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    channels = {"training": interactions_csv()} if channels is None else channels
+    default_input = {name: {"TrainingInputMode": "File"} for name in channels}
+    (config / "inputdataconfig.json").write_text(json.dumps(input_config or default_input))
+    resources = resources or {"current_host": "algo-1", "hosts": ["algo-1"]}
+    (config / "resourceconfig.json").write_text(json.dumps(resources))
+    for name, text in channels.items():
+        folder = base / "input" / "data" / name / "prefix"
+        folder.mkdir(parents=True)
+        (folder / "part-0.csv").write_text(text)
+    return base
+
+
+def failure_text(base: Path) -> str:
+    return (base / "output" / "failure").read_text()
+
+
+def model_files(base: Path) -> list[str]:
+    model = base / "model"
+    return sorted(p.name for p in model.iterdir()) if model.exists() else []
+
+
+def random_csv(num_users: int = 50, per_user: int = 20, num_items: int = 40) -> str:
+    """Exactly the minimum 1,000 rows of structureless data: with the default config, early
+    stopping ends the fit after a few epochs, which keeps the no-hyperparameters run cheap."""
+    rng = np.random.default_rng(1)
+    lines = ["user_id,item_id,timestamp"]
+    for user in range(num_users):
+        for step, item in enumerate(rng.integers(0, num_items, per_user)):
+            lines.append(f"u{user},i{item},{1_600_000_000 + 1000 * user + step}")
+    return "\n".join(lines) + "\n"
+
+
+def test_empty_hyperparameters_train_with_defaults(tmp_path):
+    base = make_layout(tmp_path, hyperparameters={}, channels={"training": random_csv()})
+    assert training_job.run_sagemaker_job(base) == 0
+    artifact = load(base / "model")
+    assert artifact.config == TrainConfig().to_dict()
+    assert artifact.num_users == 50 and artifact.num_items == 40
+    outputs = sorted(p.name for p in (base / "output" / "data").iterdir())
+    assert outputs == ["data_report.json", "metrics.json", "training_curve.png"]
+    metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
+    assert metrics["history"] and metrics["interrupted"] is False
+    assert not (base / "output" / "failure").exists()
+
+
+def test_base_dir_comes_from_the_environment_at_call_time(tmp_path, monkeypatch):
+    base = make_layout(tmp_path)
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
+    assert training_job.run_sagemaker_job() == 0
+    assert model_files(base) == ["arrays.npz", "model.json"]
+
+
+def test_string_hyperparameters_any_case_and_ignored_keys(tmp_path):
+    hyperparameters = {
+        **FAST,
+        "user_bias": "True",
+        "refit": "FALSE",
+        "duplicates": "First",
+        "_tuning_objective_metric": "validation:ndcg@10",
+        "sagemaker_container_log_level": "20",
+    }
+    base = make_layout(tmp_path, hyperparameters=hyperparameters)
+    assert training_job.run_sagemaker_job(base) == 0
+    config = load(base / "model").config
+    assert config["user_bias"] is True and config["refit"] is False
+    assert config["num_epochs"] == 2 and config["loss"] == "bpr"
+
+
+def test_non_string_values_are_accepted_as_their_json_text(tmp_path):
+    base = make_layout(tmp_path, hyperparameters={**FAST, "num_epochs": 1, "user_bias": True})
+    assert training_job.run_sagemaker_job(base) == 0
+    assert load(base / "model").config["user_bias"] is True
+
+
+def test_unknown_hyperparameter_fails_listing_valid_names(tmp_path):
+    base = make_layout(tmp_path, hyperparameters={**FAST, "num_epoch": "3"})
+    assert training_job.run_sagemaker_job(base) == 1
+    first_line = failure_text(base).splitlines()[0]
+    assert len(first_line) < 1024
+    assert "unknown hyperparameter 'num_epoch' (did you mean 'num_epochs'?)" in first_line
+    for name in (*TrainConfig.hyperparameter_names(), *ImportOptions.hyperparameter_names()):
+        assert name in failure_text(base)
+    assert model_files(base) == []
+
+
+def test_bad_hyperparameter_value_fails_with_the_allowed_range(tmp_path):
+    base = make_layout(tmp_path, hyperparameters={"learning_rate": "fast"})
+    assert training_job.run_sagemaker_job(base) == 1
+    assert failure_text(base).startswith("ConfigError: learning_rate='fast' is not a number")
+
+
+def test_invalid_hyperparameters_json_is_a_user_error(tmp_path):
+    base = make_layout(tmp_path)
+    (base / "input" / "config" / "hyperparameters.json").write_text("{num_epochs: 2")
+    assert training_job.run_sagemaker_job(base) == 1
+    assert "hyperparameters.json is not valid JSON" in failure_text(base)
+
+
+def test_missing_training_channel_lists_the_channels_found(tmp_path):
+    base = make_layout(tmp_path, channels={"train": interactions_csv()})
+    assert training_job.run_sagemaker_job(base) == 1
+    assert "channels found: train" in failure_text(base)
+    assert "channel named 'training'" in failure_text(base)
+
+
+def test_bad_data_fails_and_leaves_the_model_folder_empty(tmp_path):
+    rows = ["user_id,item_id"] + [f"u{n % 30},i{n % 17}" for n in range(1200)] + [",i3"]
+    base = make_layout(tmp_path, channels={"training": "\n".join(rows) + "\n"})
+    assert training_job.run_sagemaker_job(base) == 1
+    assert failure_text(base).startswith("DataValidationError: ")
+    assert "on_bad_rows=skip" in failure_text(base).splitlines()[0]
+    assert model_files(base) == []
+
+
+def test_too_little_data_is_refused(tmp_path):
+    base = make_layout(tmp_path, channels={"training": "user_id,item_id\nu1,i1\nu2,i2\n"})
+    assert training_job.run_sagemaker_job(base) == 1
+    assert failure_text(base).startswith("DataValidationError: ")
+
+
+def test_internal_error_exits_2_with_a_short_failure_line(tmp_path, monkeypatch, caplog):
+    import mfrec.train.pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(mfrec.train.pipeline, "train_model", broken)
+    base = make_layout(tmp_path)
+    assert training_job.run_sagemaker_job(base) == 2
+    text = failure_text(base)
+    assert text.startswith("Internal error in mfrec (RuntimeError: simulated bug)")
+    assert "Traceback" not in text
+    assert "Traceback" in caplog.text and "simulated bug" in caplog.text
+    assert model_files(base) == []
+
+
+def tiny_artifact() -> ModelArtifact:
+    return ModelArtifact(
+        user_embeddings=np.ones((2, 3), np.float32),
+        item_embeddings=np.ones((4, 3), np.float32),
+        user_biases=np.zeros(2, np.float32),
+        item_biases=np.zeros(4, np.float32),
+        user_ids=np.array(["a", "b"]),
+        item_ids=np.array(["w", "x", "y", "z"]),
+        item_popularity=np.ones(4, np.float32),
+        seen_indptr=np.array([0, 1, 2]),
+        seen_indices=np.array([0, 1]),
+    )
+
+
+def test_write_model_is_complete_or_leaves_no_model_files(tmp_path, monkeypatch):
+    model_dir = tmp_path / "model"
+    training_job.write_model(tiny_artifact(), model_dir)
+    assert sorted(p.name for p in model_dir.iterdir()) == ["arrays.npz", "model.json"]
+    assert load(model_dir).num_items == 4
+
+    real_replace = os.replace
+    moved = []
+
+    def replace_then_fail(src, dst):
+        if Path(dst).name == "model.json" and Path(dst).parent == model_dir:
+            raise OSError(28, "No space left on device")
+        moved.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        training_job.write_model(tiny_artifact(), model_dir)
+    assert "arrays.npz" in moved  # it was moved in, then removed again
+    assert list(model_dir.iterdir()) == []
+
+
+def test_only_the_first_host_trains(tmp_path, caplog):
+    resources = {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]}
+    base = make_layout(tmp_path, resources=resources)
+    with caplog.at_level(logging.INFO):
+        assert training_job.run_sagemaker_job(base) == 0
+    assert model_files(base) == []
+    assert "not the primary host algo-1" in caplog.text
+
+
+def test_sharded_training_channel_on_several_hosts_is_refused(tmp_path):
+    resources = {"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]}
+    input_config = {"training": {"S3DistributionType": "ShardedByS3Key"}}
+    base = make_layout(tmp_path, input_config=input_config, resources=resources)
+    assert training_job.run_sagemaker_job(base) == 1
+    assert "InstanceCount=1" in failure_text(base)
+
+
+@pytest.mark.parametrize(
+    ("channel", "message"),
+    [
+        ({"TrainingInputMode": "Stream"}, "TrainingInputMode 'Stream'"),
+        ({"RecordWrapperType": "RecordIO"}, "set RecordWrapperType to None"),
+    ],
+)
+def test_unsupported_channel_settings_are_refused(tmp_path, channel, message):
+    base = make_layout(tmp_path, input_config={"training": channel})
+    assert training_job.run_sagemaker_job(base) == 1
+    assert message in failure_text(base)
+
+
+def test_optional_config_files_and_keys_may_be_missing(tmp_path):
+    base = make_layout(tmp_path, input_config={"training": {}})
+    (base / "input" / "config" / "resourceconfig.json").unlink()
+    assert training_job.run_sagemaker_job(base) == 0
+    assert model_files(base) == ["arrays.npz", "model.json"]
+
+
+def test_a_folder_that_is_not_a_sagemaker_layout_is_explained(tmp_path):
+    assert training_job.run_sagemaker_job(tmp_path / "nothing") == 1
+    assert not (tmp_path / "nothing").exists()  # no failure file created out of thin air
+
+
+def test_pipe_mode_reads_the_training_fifo(tmp_path):
+    base = make_layout(tmp_path, channels={}, input_config={"training": {
+        "TrainingInputMode": "Pipe", "ContentType": "text/csv"}})  # fmt: skip
+    fifo = base / "input" / "data" / "training_0"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+
+    def write():
+        with open(fifo, "w") as pipe:
+            pipe.write(interactions_csv())
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    assert training_job.run_sagemaker_job(base) == 0
+    writer.join(timeout=10)
+    assert load(base / "model").num_users == 60
+
+
+def test_pipe_mode_without_the_fifo_names_what_is_missing(tmp_path):
+    base = make_layout(tmp_path, input_config={"training": {"TrainingInputMode": "Pipe"}})
+    assert training_job.run_sagemaker_job(base) == 1
+    assert "training_0" in failure_text(base)
+
+
+def test_validation_channel_is_aligned_onto_the_training_ids(tmp_path, caplog):
+    validation = "user_id,item_id\nu1,i2\nu2,i3\nstranger,i1\nu3,new-item\n"
+    base = make_layout(
+        tmp_path, channels={"training": interactions_csv(), "validation": validation}
+    )
+    with caplog.at_level(logging.INFO):
+        assert training_job.run_sagemaker_job(base) == 0
+    assert "2 rows kept; dropped 1 rows of users and 1 rows of items" in caplog.text
+    outputs = {p.name for p in (base / "output" / "data").iterdir()}
+    assert "validation_report.json" in outputs
+
+
+def test_failure_file_first_line_stays_under_the_limit(tmp_path):
+    path = tmp_path / "failure"
+    training_job._write_failure(path, "x" * 5000 + "\nsecond line")
+    lines = path.read_text().splitlines()
+    assert len(lines[0]) == training_job.FAILURE_LINE_LIMIT < 1024
+    assert lines[0].endswith("...") and "second line" in lines[-1]
