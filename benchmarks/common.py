@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
 from mfrec.train.errors import DataValidationError
 from mfrec.train.interactions import Interactions
 

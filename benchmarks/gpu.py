@@ -146,6 +146,7 @@ def breakdown(trainer, device, steps: int) -> dict:
 def profile_worker(args) -> int:
     """Throughput, bandwidth and breakdown of mfrec's loop on one dataset (its own process)."""
     import torch
+
     from mfrec.train.config import TrainConfig
     from mfrec.train.loop import Trainer
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from mfrec.train.interactions import Interactions
 
 PEERS = ("popularity", "ease", "als")

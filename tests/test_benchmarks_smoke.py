@@ -1,0 +1,203 @@
+"""Smoke tests of the benchmark scripts: tiny data, tiny budgets, structure only, nothing timed.
+
+The benchmarks live in ``benchmarks/`` beside the package (they are not installed), so they are
+imported from the repository root.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+HAS_IMPLICIT = importlib.util.find_spec("implicit") is not None
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(REPO))
+    try:
+        yield {
+            name: importlib.import_module(f"benchmarks.{name}")
+            for name in ("common", "peers", "quality", "speed", "gpu")
+        }
+    finally:
+        sys.path.remove(str(REPO))
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """Planted-topic synthetic data from mfrec's generator, as a CSV file and Interactions."""
+    from mfrec.train.importer import load_interactions
+    from mfrec.train.synth import write_synthetic
+
+    path = tmp_path_factory.mktemp("planted") / "planted.csv"
+    write_synthetic(path, 6000, num_users=150, num_items=120, seed=3, num_topics=4)
+    data, _report = load_interactions(path)
+    return path, data
+
+
+# ---------------------------------------------------------------------------------------------
+# Peers
+
+
+def test_ease_known_answer(bench):
+    # X = [[1,1],[1,0],[0,1]], λ = 1: XᵀX + I = [[3,1],[1,3]], P = [[3,-1],[-1,3]] / 8,
+    # B = -P / diag(P) off the diagonal = 1/3.
+    matrix = np.array([[1, 1], [1, 0], [0, 1]], dtype=np.float64)
+    weights = bench["peers"].ease_weights(matrix, l2=1.0)
+    np.testing.assert_allclose(weights, [[0.0, 1 / 3], [1 / 3, 0.0]], atol=1e-12)
+
+
+def test_ease_matches_per_column_ridge_regression(bench):
+    # The slow, obviously-correct form: column j regressed on the other columns, ridge λ.
+    rng = np.random.default_rng(0)
+    matrix = (rng.random((30, 6)) < 0.4).astype(np.float64)
+    l2 = 2.5
+    weights = bench["peers"].ease_weights(matrix, l2)
+    for j in range(6):
+        others = [c for c in range(6) if c != j]
+        x = matrix[:, others]
+        solved = np.linalg.solve(x.T @ x + l2 * np.eye(5), x.T @ matrix[:, j])
+        np.testing.assert_allclose(weights[others, j], solved, atol=1e-10)
+        assert weights[j, j] == 0.0
+
+
+@pytest.mark.parametrize("name", ["popularity", "ease", "als"])
+def test_peers_beat_random_on_planted_data(bench, planted, name):
+    if name == "als" and not HAS_IMPLICIT:
+        pytest.skip("implicit is not installed")
+    from mfrec.train.metrics import evaluate
+    from mfrec.train.split import temporal_split
+
+    _path, data = planted
+    train, test = temporal_split(data)
+    params = bench["peers"].grid(name, 1)[0]
+    fitted = bench["peers"].fit(name, train, params)
+    generator = torch.Generator().manual_seed(0)
+
+    def random_scores(user_idx):
+        return torch.rand(len(user_idx), data.num_items, generator=generator)
+
+    peer = evaluate(fitted.score_users, train, test)["ndcg@10"]
+    chance = evaluate(random_scores, train, test)["ndcg@10"]
+    assert peer > 1.5 * chance
+
+
+def test_peer_grid_rejects_unknown_names_and_budgets(bench):
+    with pytest.raises(ValueError, match="unknown peer 'svd'"):
+        bench["peers"].grid("svd", 2)
+    with pytest.raises(ValueError, match="budget must be at least 1"):
+        bench["peers"].grid("ease", 0)
+    assert bench["peers"].grid("popularity", 8) == [{}]
+    assert len(bench["peers"].grid("ease", 3)) == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Result files
+
+
+def _load_results(out_dir: Path, benchmark: str) -> dict:
+    (json_path,) = out_dir.glob(f"{benchmark}-*.json")
+    (md_path,) = out_dir.glob(f"{benchmark}-*.md")
+    payload = json.loads(json_path.read_text())
+    for key in ("benchmark", "created", "command", "machine", "versions", "git", "tables"):
+        assert key in payload
+    assert payload["benchmark"] == benchmark
+    assert payload["command"].startswith(f"python -m benchmarks.{benchmark}")
+    assert payload["machine"]["cores"] >= 1 and payload["versions"]["torch"] == torch.__version__
+    text = md_path.read_text()
+    for table in payload["tables"]:
+        assert f"### {table['title']}" in text
+        assert all(len(row) == len(table["columns"]) for row in table["rows"])
+    return payload
+
+
+def test_quality_main_writes_tables_for_every_system(bench, planted, tmp_path):
+    path, _data = planted
+    argv = ["--datasets", str(path), "--budget", "2", "--out-dir", str(tmp_path), "--threads", "1"]
+    argv += ["--mfrec-set", "num_epochs=2", "--mfrec-set", "embedding_dim=8"]
+    assert bench["quality"].main(argv) == 0
+    payload = _load_results(tmp_path, "quality")
+    found = payload["results"]["datasets"]["planted.csv"]
+    expected = {"popularity", "ease", "mfrec", "mfrec-tuned"} | ({"als"} if HAS_IMPLICIT else set())
+    assert set(found["systems"]) == expected
+    for outcome in found["systems"].values():
+        assert set(bench["quality"].METRICS) <= set(outcome["test"])
+        assert outcome["configurations_tried"] <= 2
+    assert set(found["targets"]) >= {"best_peer", "mfrec", "mfrec-tuned"}
+    (table,) = payload["tables"]
+    assert len(table["rows"]) == len(expected)
+
+
+SPEED_ARGS = ["--threads", "1", "--naive-epochs", "1", "--eval-users", "50", "--seed", "0"]
+
+
+def test_speed_main_writes_tables_for_every_system(bench, tmp_path):
+    argv = ["--sizes", "4k", "--synth-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path)]
+    argv += ["--in-process", *SPEED_ARGS]
+    argv += [
+        "--mfrec-set",
+        "num_epochs=2",
+        "--mfrec-set",
+        "embedding_dim=8",
+        "--als",
+        "iterations=2",
+    ]
+    assert bench["speed"].main(argv) == 0
+    payload = _load_results(tmp_path, "speed")
+    systems = payload["results"]["datasets"]["4k"]["systems"]
+    assert set(systems) == {"mfrec", "naive"} | ({"als"} if HAS_IMPLICIT else set())
+    for summary in systems.values():
+        assert summary["peak_rss_mib"] > 0 and summary["epochs"] >= 1
+        assert 0.0 <= summary["best_valid_ndcg@10"] <= 1.0
+    assert "naive_epoch_over_mfrec_epoch" in payload["results"]["datasets"]["4k"]["targets"]
+
+
+def test_speed_worker_runs_in_its_own_process(bench, tmp_path):
+    args = ["--worker", "naive", "--size", "4k", "--synth-dir", str(tmp_path), *SPEED_ARGS]
+    summary = bench["common"].run_worker("benchmarks.speed", args, timeout=120)
+    assert summary["own_process"] and summary["system"] == "naive"
+    assert summary["peak_rss_mib"] >= summary["rss_before_training_mib"] > 0
+
+
+def test_speed_rejects_an_unknown_size(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench["speed"].main(["--sizes", "huge"])
+    assert "unknown size 'huge'" in capsys.readouterr().err
+
+
+def test_gpu_refuses_to_run_without_cuda(bench):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+        bench["gpu"].main(["--sizes", "4k"])
+
+
+def test_gpu_profile_path_runs_on_the_cpu_when_allowed(bench, tmp_path):
+    argv = ["--allow-cpu", "--in-process", "--sizes", "4k", "--skip-peers", "--epochs", "1"]
+    argv += ["--threads", "1"]
+    argv += ["--profile-steps", "2", "--copy-megabytes", "4", "--eval-users", "50"]
+    argv += ["--synth-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path)]
+    argv += ["--mfrec-set", "num_negatives=32"]
+    assert bench["gpu"].main(argv) == 0
+    payload = _load_results(tmp_path, "gpu")
+    profile = payload["results"]["datasets"]["4k"]["profile"]
+    assert profile["interactions_per_second"] > 0 and profile["copy_gb_per_second"] > 0
+    assert sum(profile["breakdown"]["share"].values()) == pytest.approx(1.0)
+
+
+def test_ml100k_checksum_mismatch_is_refused(bench, tmp_path):
+    from mfrec.train.errors import DataValidationError
+
+    (tmp_path / "u.data").write_text("1\t2\t3\t4\n")
+    with pytest.raises(DataValidationError, match="md5 differs"):
+        bench["common"].ml100k_dir(tmp_path)
+    with pytest.raises(DataValidationError, match="holds no u.data"):
+        bench["common"].ml100k_dir(tmp_path / "missing")
