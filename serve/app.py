@@ -45,7 +45,8 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from mfrec.serve import codecs
-from mfrec.serve.recommender import UNKNOWN_USER_CHOICES, Recommendation, Recommender
+from mfrec.serve.recommender import UNKNOWN_USER_CHOICES, Recommender
+from mfrec.serve.requests import Recommendation
 from mfrec.train.errors import ConfigError
 
 log = logging.getLogger("mfrec.serve")

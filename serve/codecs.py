@@ -12,8 +12,8 @@ A body holds one or many records, in any of these shapes:
 - ``application/jsonlines``: one object per line;
 - ``text/csv``: ``user_id[,top_n]`` per line, an optional ``user_id,...`` header line skipped.
 
-Blank lines are skipped; records keep their order. Field values may be strings or numbers;
-Amazon Personalize's ``userId`` and ``numResults`` are accepted for ``user_id`` and ``top_n``.
+Blank lines are skipped; records keep their order. The fields of a record are described in
+:mod:`mfrec.serve.requests`; values may be strings or numbers.
 A record that cannot be read becomes an error record (answered with an error row, so one bad
 line never fails a batch file); only a body that cannot be read at all raises :class:`BadRequest`.
 """
@@ -25,10 +25,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mfrec.serve.recommender import Recommendation, Request
+import numpy as np
+
+from mfrec.serve.requests import Recommendation, RecordError, Request, request_from_fields
 from mfrec.train.errors import MfrecError
 
 EXAMPLE = '{"user_id": "685", "top_n": "5"}'
+SUBJECT_FIELDS = ("user_id", "userId", "item_id", "itemId")
 
 
 class HttpError(MfrecError):
@@ -53,75 +56,19 @@ class NotAcceptable(HttpError):
     status = 406
 
 
-class RecordError(ValueError):
-    """One record cannot be read; it becomes an error answer, the rest of the body goes on."""
-
-
 @dataclass(frozen=True)
 class Record:
     """One record of a body: the request, or the error that prevented reading it.
 
     ``raw`` is the record as received (a dict, or the text of a line that is not JSON), echoed
-    by Personalize-style output; ``subject`` is its user id when one could be read, for the
-    first CSV column of an error row.
+    by Personalize-style output; ``subject`` is what the answer is about (the user id, or the
+    item id of a similar-items request) when it could be read: the first CSV column.
     """
 
     raw: object
     request: Request | None
     error: str | None = None
     subject: str = ""
-
-
-# Field names accepted in a record, with the Amazon Personalize spellings.
-FIELD_NAMES = {
-    "type": "type",
-    "user_id": "user_id",
-    "userId": "user_id",
-    "top_n": "top_n",
-    "numResults": "top_n",
-    "exclude_seen": "exclude_seen",
-}
-_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
-
-
-def _id(value, name: str) -> str:
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise RecordError(f"{name} must be a non-empty string or an integer, got {value!r}")
-
-
-def _int(value, name: str) -> int:
-    if isinstance(value, bool):
-        raise RecordError(f"{name} must be an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise RecordError(f"{name} must be an integer, got {value!r}")
-
-
-def _bool(value, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
-    raise RecordError(f"{name} must be true or false, got {value!r}")
-
-
-_PARSERS: dict[str, Callable] = {
-    "type": lambda value, name: str(value),
-    "user_id": _id,
-    "top_n": _int,
-    "exclude_seen": _bool,
-}
 
 
 def record_from_object(obj) -> Record:
@@ -132,21 +79,12 @@ def record_from_object(obj) -> Record:
     """
     if not isinstance(obj, dict):
         return Record(obj, None, f"a record must be a JSON object like {EXAMPLE}, got {obj!r:.60}")
-    subject = obj.get("user_id", obj.get("userId", ""))
-    subject = subject if isinstance(subject, str | int) and not isinstance(subject, bool) else ""
-    fields = {}
     try:
-        for key, value in obj.items():
-            name = FIELD_NAMES.get(key)
-            if name is None:
-                raise RecordError(f"unknown field {key!r}; use {', '.join(FIELD_NAMES)}")
-            if name in fields:
-                raise RecordError(f"field {name!r} is given twice (as {key!r} too)")
-            if value is not None:
-                fields[name] = _PARSERS[name](value, key)
+        request = request_from_fields(obj)
     except RecordError as exc:
+        subject = next((obj[k] for k in SUBJECT_FIELDS if isinstance(obj.get(k), str | int)), "")
         return Record(obj, None, str(exc), str(subject))
-    return Record(obj, Request.from_fields(**fields), None, str(subject))
+    return Record(obj, request, None, request.subject)
 
 
 def _lines(body: bytes):
@@ -271,10 +209,20 @@ def _csv_field(text: str) -> str:
     return text
 
 
+def _scores(answer: Recommendation, missing) -> list:
+    """The scores as Python floats; NaN (an item the model does not know) as ``missing``."""
+    scores = answer.scores.tolist()
+    if np.isnan(answer.scores).any():
+        scores = [missing if score != score else score for score in scores]
+    return scores
+
+
 def encode_csv(answers: Answers, style: str = "mfrec") -> bytes:
     """``user_id,item_id,score`` rows, best first, records in order, no header, and no trailing
-    newline (SageMaker's AssembleWith=Line adds one per response). A record that failed gives
-    ``user_id,,error: <reason>``; one left with no items gives ``user_id,,``."""
+    newline (SageMaker's AssembleWith=Line adds one per response). The first column is the
+    record's subject (the item id for similar items, empty for popular items). A record that
+    failed gives ``user_id,,error: <reason>``; one left with no items gives ``user_id,,``; an
+    item the model does not know (ranking) has an empty score."""
     lines: list[str] = []
     for record, answer in answers:
         prefix = _csv_field(record.subject) + ","
@@ -287,27 +235,34 @@ def encode_csv(answers: Answers, style: str = "mfrec") -> bytes:
             ids = [_csv_field(item_id) for item_id in ids]
         if not ids:
             lines.append(prefix + ",")
-        lines.extend(
-            [
-                f"{prefix}{item_id},{score}"
-                for item_id, score in zip(ids, answer.scores.tolist(), strict=True)
-            ]
-        )
+        scores = _scores(answer, "")
+        rows = zip(ids, scores, strict=True)
+        lines.extend([f"{prefix}{item_id},{score}" for item_id, score in rows])
     return "\n".join(lines).encode("utf-8")
 
 
 def _object(record: Record, answer: Recommendation, style: str) -> dict:
+    """One record's answer as a JSON object (NaN scores as null)."""
     if style == "personalize":  # Amazon Personalize's batch inference output
         if answer.error is not None:
             return {"input": record.raw, "output": None, "error": answer.error}
-        output = {"recommendedItems": answer.item_ids.tolist(), "scores": answer.scores.tolist()}
+        output = {"recommendedItems": answer.item_ids.tolist(), "scores": _scores(answer, None)}
         return {"input": record.raw, "output": output, "error": None}
-    obj: dict = {"user_id": record.subject}
-    if record.request is not None and record.request.type != "user":
-        obj = {"type": record.request.type}
+    request = record.request
+    if request is None:
+        obj: dict = {"user_id": record.subject}
+    else:
+        obj = {"type": request.type} if request.type != "user" else {}
+        obj.update(
+            {
+                k: v
+                for k, v in (("user_id", request.user_id), ("item_id", request.item_id))
+                if v is not None
+            }
+        )
     if answer.error is not None:
         return {**obj, "error": answer.error}
-    obj.update(item_ids=answer.item_ids.tolist(), scores=answer.scores.tolist())
+    obj.update(item_ids=answer.item_ids.tolist(), scores=_scores(answer, None))
     return {**obj, "note": answer.note} if answer.note else obj
 
 

@@ -1,90 +1,49 @@
-"""Recommendations from a trained model artifact, vectorised on a torch device.
+"""Answers to recommendation requests from a trained model artifact, vectorised on a torch device.
 
-A :class:`Recommender` answers :class:`Request` records. Requests of one type are answered
-together: the known users of a batch are scored with one matrix product and one top-k per chunk
-of rows (a chunk bounds the score matrix to ``_SCORES_PER_CHUNK`` elements), their training
-items masked through the artifact's CSR arrays. The HTTP layer (:mod:`mfrec.serve.codecs`) only
-turns bytes into requests and recommendations back into bytes.
+:meth:`Recommender.answer` takes :class:`~mfrec.serve.requests.Request` records of any type,
+groups them by type and answers each group in one batch: known users are scored with one matrix
+product and one top-k per chunk of rows (:class:`~mfrec.serve.scoring.TopK`), their training
+items masked through the artifact's CSR arrays; fresh histories are folded into user vectors
+first; similar items use the item embeddings (cosine) or training co-occurrence. A user or item
+the model does not know gets the popularity list (as Amazon Personalize does, with a note) or an
+error answer, as configured.
 
 Torch tensors are built on first use, not in ``__init__``: the server loads the artifact in the
-gunicorn master (so workers share its memory copy-on-write) and each worker then picks its device
+gunicorn master (workers share its memory copy-on-write) and each worker then picks its device
 itself, because CUDA cannot be started before a fork.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from mfrec.serve.catalog import SCORE_DECIMALS, Catalog, FilterError
+from mfrec.serve.requests import SIMILARITIES, Recommendation, Request
+from mfrec.serve.scoring import (
+    CoOccurrence,
+    Masks,
+    TopK,
+    csr_pairs,
+    fold_in,
+    mean_embedding,
+    top_k_masked,
+)
 from mfrec.train.artifact import ModelArtifact, load
 from mfrec.train.errors import ConfigError
 
 log = logging.getLogger("mfrec.serve")
 
-UNKNOWN_USER_CHOICES = ("popular", "error")
-SCORE_DECIMALS = 6  # scores are rounded to 6 decimals: float32 carries about 7 digits
-_SCORES_PER_CHUNK = 1 << 25  # 128 MiB of float32 scores per chunk of users
-
-
-@dataclass(frozen=True)
-class Request:
-    """One record of a request body, already type-checked.
-
-    ``type`` says what is asked: ``"user"`` (the items a known user should see next) or
-    ``"popular"`` (the most popular items, no user). :meth:`from_fields` infers it from the fields
-    present, so new request types (similar items, ranking, fold-in) add a field and a handler.
-    ``None`` means "the deployment's default" for ``top_n`` and ``exclude_seen``.
-    """
-
-    type: str = "user"
-    user_id: str | None = None
-    top_n: int | None = None
-    exclude_seen: bool | None = None
-
-    @classmethod
-    def from_fields(cls, type: str | None = None, **fields) -> Request:  # noqa: A002
-        """A request whose type is ``type`` or, when absent, inferred from the fields given."""
-        if type is None:
-            type = "user" if fields.get("user_id") is not None else "popular"  # noqa: A001
-        return cls(type=type, **fields)
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """The answer to one request: item ids best first, their scores, and a note or an error.
-
-    Unpacks like implicit's ``(ids, scores)``: ``item_ids, scores = recommendation``.
-
-    Attributes
-    ----------
-    item_ids : ndarray of str objects, shape (n,)
-    scores : ndarray of float64, shape (n,)
-        Model scores (``U[u] @ V[i] + user_bias[u] + item_bias[i]``) rounded to
-        ``SCORE_DECIMALS``; for a popularity list, the items' training interaction counts.
-    note : str or None
-        Set when the answer is not the model's ranking (e.g. the popularity fallback).
-    error : str or None
-        Set when the request could not be answered; ``item_ids`` is then empty.
-    """
-
-    item_ids: np.ndarray
-    scores: np.ndarray
-    note: str | None = None
-    error: str | None = None
-
-    def __iter__(self):
-        return iter((self.item_ids, self.scores))
-
-    @classmethod
-    def failed(cls, error: str) -> Recommendation:
-        return cls(np.empty(0, dtype=object), np.empty(0), error=error)
+UNKNOWN_CHOICES = ("popular", "error")
+UNKNOWN_USER_CHOICES = UNKNOWN_CHOICES
+FOLD_IN_METHODS = ("als", "mean")
+_EMPTY = np.empty(0, dtype=np.int64)
+_FOLD_IN_BATCH = 4096  # history items folded in at once: (4096, dim, dim) outer products
 
 
 def resolve_device(spec: str | torch.device) -> torch.device:
@@ -110,6 +69,17 @@ def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(array).to(device)
 
 
+@dataclass
+class _Job:
+    """One request on its way through a top-k search."""
+
+    position: int
+    top_n: int
+    banned: np.ndarray
+    allowed: np.ndarray | None
+    note: str | None = None
+
+
 class Recommender:
     """Answers recommendation requests from a :class:`ModelArtifact`.
 
@@ -122,10 +92,15 @@ class Recommender:
     exclude_seen : bool
         Default for requests that do not say: leave out the user's training items.
     unknown_user : {"popular", "error"}
-        A user absent from training gets the popularity list (as Amazon Personalize does) or an
-        error answer.
+        A user (or, for similar items, an item) absent from training gets the popularity list,
+        as Amazon Personalize does, or an error answer.
     default_top_n, max_top_n : int
         ``top_n`` of a request that gives none, and the largest one accepted.
+    fold_in_method : {"als", "mean"}
+        How a fresh history becomes a user vector (see :meth:`_fold_in`).
+    fold_in_confidence, fold_in_regularization : float
+        Weight of a history item, and pull towards the prior (relative to the mean eigenvalue of
+        ``V'V``), in :func:`~mfrec.serve.scoring.fold_in`.
     """
 
     def __init__(
@@ -137,29 +112,40 @@ class Recommender:
         unknown_user: str = "popular",
         default_top_n: int = 25,
         max_top_n: int = 500,
+        fold_in_method: str = "als",
+        fold_in_confidence: float = 10.0,
+        fold_in_regularization: float = 0.1,
     ) -> None:
-        if unknown_user not in UNKNOWN_USER_CHOICES:
-            raise ConfigError(f"unknown_user={unknown_user!r}; use one of {UNKNOWN_USER_CHOICES}")
+        if unknown_user not in UNKNOWN_CHOICES:
+            raise ConfigError(f"unknown_user={unknown_user!r}; use one of {UNKNOWN_CHOICES}")
+        if fold_in_method not in FOLD_IN_METHODS:
+            raise ConfigError(f"fold_in_method={fold_in_method!r}; use one of {FOLD_IN_METHODS}")
         if not 1 <= default_top_n <= max_top_n:
             raise ConfigError(
                 f"default_top_n={default_top_n} must be between 1 and max_top_n={max_top_n}"
             )
         self.artifact = artifact
         self.device_spec = device
-        self.exclude_seen = exclude_seen
-        self.unknown_user = unknown_user
-        self.default_top_n = default_top_n
-        self.max_top_n = max_top_n
+        self.exclude_seen, self.unknown_user = exclude_seen, unknown_user
+        self.default_top_n, self.max_top_n = default_top_n, max_top_n
+        self.fold_in_method = fold_in_method
+        self.fold_in_confidence, self.fold_in_regularization = (
+            fold_in_confidence,
+            fold_in_regularization,
+        )
+        self.catalog = Catalog(artifact)
+        self.item_ids = self.catalog.item_ids
         self.user_index = {user_id: idx for idx, user_id in enumerate(artifact.user_ids.tolist())}
-        self.item_index = {item_id: idx for idx, item_id in enumerate(artifact.item_ids.tolist())}
-        self.item_ids = np.array(artifact.item_ids.tolist(), dtype=object)
-        popularity = np.asarray(artifact.item_popularity, dtype=np.float64)
-        self.popular_idx = np.argsort(-popularity, kind="stable")
-        self.popular_scores = np.round(popularity[self.popular_idx], SCORE_DECIMALS)
-        self._handlers = {"user": self._answer_users, "popular": self._answer_popular}
-        self._tensors: dict[str, torch.Tensor] | None = None
-        self._scratch: torch.Tensor | None = None
-        self._scratch_lock = threading.Lock()
+        self._handlers = {
+            "user": self._answer_users,
+            "history": self._answer_history,
+            "similar_items": self._answer_similar,
+            "rank": self._answer_rank,
+            "popular": self._answer_lists,
+            "trending": self._answer_lists,
+        }
+        self._t: dict | None = None
+        self._cooccurrence: CoOccurrence | None = None
         self.device: torch.device | None = None
 
     @classmethod
@@ -207,7 +193,10 @@ class Recommender:
         if len(top_ns) != len(user_ids):
             raise ValueError(f"top_n has {len(top_ns)} entries for {len(user_ids)} user_ids")
         return self.answer(
-            [Request("user", u, n, exclude_seen) for u, n in zip(user_ids, top_ns, strict=True)]
+            [
+                Request("user", u, top_n=n, exclude_seen=exclude_seen)
+                for u, n in zip(user_ids, top_ns, strict=True)
+            ]
         )
 
     def answer(self, requests: Sequence[Request]) -> list[Recommendation]:
@@ -219,134 +208,301 @@ class Recommender:
         for request_type, where in positions.items():
             handler = self._handlers.get(request_type)
             if handler is None:
-                answers = [Recommendation.failed(self._unknown_type(request_type))] * len(where)
+                error = (
+                    f"request type {request_type!r} is not known; use one of {list(self._handlers)}"
+                )
+                answers = [Recommendation.failed(error)] * len(where)
             else:
                 answers = handler([requests[p] for p in where])
             for position, answer in zip(where, answers, strict=True):
                 results[position] = answer
         return results  # type: ignore[return-value]
 
-    def _unknown_type(self, request_type: str) -> str:
-        return f"request type {request_type!r} is not known; use one of {list(self._handlers)}"
+    # -- steps shared by the request types ------------------------------------------------
 
-    def _top_n(self, request: Request) -> int | str:
-        """The request's ``top_n``, or an error message."""
-        top_n = self.default_top_n if request.top_n is None else request.top_n
+    def _prepare(
+        self, request: Request, top_n: int | None = None, seen: bool = True
+    ) -> _Job | Recommendation:
+        """The request's top_n and filter masks (with the user's seen items unless ``seen`` is
+        False), or the error answer."""
+        top_n = top_n or (self.default_top_n if request.top_n is None else request.top_n)
         if not 1 <= top_n <= self.max_top_n:
-            return f"top_n={top_n} is out of range; use 1 to {self.max_top_n}"
-        return top_n
+            return Recommendation.failed(
+                f"top_n={top_n} is out of range; use 1 to {self.max_top_n}"
+            )
+        try:
+            banned, allowed = (
+                self.catalog.masks(request.filters) if request.filters else (_EMPTY, None)
+            )
+        except FilterError as exc:
+            return Recommendation.failed(str(exc))
+        if seen and self._excludes(request) and request.user_id in self.user_index:
+            user = self.user_index[request.user_id]
+            banned = np.concatenate([banned, self.artifact.seen_items(user)])
+        return _Job(-1, top_n, banned, allowed)
 
-    def _answer_popular(self, requests: Sequence[Request]) -> list[Recommendation]:
-        return [self._popular(request, note=None) for request in requests]
+    def _excludes(self, request: Request) -> bool:
+        if request.type in ("rank", "similar_items", "popular", "trending"):
+            return bool(request.exclude_seen)  # only when asked: a list or an item was named
+        return self.exclude_seen if request.exclude_seen is None else request.exclude_seen
 
-    def _popular(self, request: Request, note: str | None) -> Recommendation:
-        top_n = self._top_n(request)
-        if isinstance(top_n, str):
-            return Recommendation.failed(top_n)
-        best = self.popular_idx[:top_n]
-        return Recommendation(self.item_ids[best], self.popular_scores[:top_n], note=note)
+    def _fallback(self, what: str, job: _Job) -> Recommendation:
+        """The answer for an unknown user or item: the popularity list, or an error."""
+        if self.unknown_user == "error":
+            return Recommendation.failed(f"{what} is not in the model")
+        idx, counts = self.catalog.best_of_list("popular", job.top_n, job.banned, job.allowed)
+        return Recommendation(
+            self.item_ids[idx], counts, f"{what} is not in the model: most popular items"
+        )
+
+    def _search(self, engine: TopK, queries, jobs: list[_Job], masks: Masks, offsets=None):
+        """One top-k search for all ``jobs``; answers in job order."""
+        k = max(job.top_n for job in jobs)
+        items, scores = engine.search(queries, k, masks, offsets)
+        return [
+            self._row(item_row, score_row, job)
+            for item_row, score_row, job in zip(items, scores, jobs, strict=True)
+        ]
+
+    def _row(self, item_row: np.ndarray, score_row: np.ndarray, job: _Job) -> Recommendation:
+        keep = min(job.top_n, int(np.isfinite(score_row).sum()))  # -inf: masked items
+        scores = np.round(score_row[:keep], SCORE_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
+        return Recommendation(self.item_ids[item_row[:keep]], scores, job.note)
+
+    @staticmethod
+    def _masks(jobs: list[_Job]) -> Masks:
+        return Masks.from_lists([j.banned for j in jobs], [j.allowed for j in jobs])
+
+    # -- request types --------------------------------------------------------------------
 
     def _answer_users(self, requests: Sequence[Request]) -> list[Recommendation]:
-        results: list[Recommendation | None] = [None] * len(requests)
-        rows, user_idx, top_ns, exclude = [], [], [], []
-        for row, request in enumerate(requests):
-            top_n = self._top_n(request)
-            idx = self.user_index.get(request.user_id)
-            if isinstance(top_n, str):
-                results[row] = Recommendation.failed(top_n)
-            elif idx is None:
-                results[row] = self._unknown(request)
+        results: list = [None] * len(requests)
+        jobs, users = [], []
+        for position, request in enumerate(requests):
+            job = self._prepare(request, seen=False)  # seen items: one vectorised CSR mask
+            user = self.user_index.get(request.user_id)
+            if isinstance(job, Recommendation):
+                results[position] = job
+            elif user is None:
+                results[position] = self._fallback(f"user {request.user_id!r}", job)
             else:
-                rows.append(row)
-                user_idx.append(idx)
-                top_ns.append(top_n)
-                seen = self.exclude_seen if request.exclude_seen is None else request.exclude_seen
-                exclude.append(seen)
-        if rows:
-            items, scores = self.top_items(np.array(user_idx), max(top_ns), np.array(exclude))
-            for row, top_n, item_row, score_row in zip(rows, top_ns, items, scores, strict=True):
-                keep = min(top_n, int(np.isfinite(score_row).sum()))
-                results[row] = Recommendation(self.item_ids[item_row[:keep]], score_row[:keep])
-        return results  # type: ignore[return-value]
-
-    def _unknown(self, request: Request) -> Recommendation:
-        if self.unknown_user == "error":
-            return Recommendation.failed(f"user {request.user_id!r} is not in the model")
-        return self._popular(request, note="unknown user: most popular items")
-
-    def top_items(
-        self, user_idx: np.ndarray, k: int, exclude_seen: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` best items of each user, chunk by chunk.
-
-        Parameters
-        ----------
-        user_idx : ndarray of int, shape (n,)
-        k : int
-        exclude_seen : ndarray of bool, shape (n,)
-            Rows whose training items are masked.
-
-        Returns
-        -------
-        item_idx : ndarray of int64, shape (n, min(k, num_items))
-        scores : ndarray of float64, shape (n, min(k, num_items))
-            Rounded to ``SCORE_DECIMALS``; ``-inf`` where fewer than k items were left.
-        """
-        self._ensure_tensors()
-        k = min(k, self.num_items)
-        chunk = max(1, _SCORES_PER_CHUNK // max(1, self.num_items))
-        item_idx = np.empty((len(user_idx), k), dtype=np.int64)
-        scores = np.empty((len(user_idx), k), dtype=np.float64)
-        for start in range(0, len(user_idx), chunk):
-            rows = slice(start, start + chunk)
-            item_idx[rows], scores[rows] = self._top_chunk(user_idx[rows], k, exclude_seen[rows])
-        return item_idx, np.round(scores, SCORE_DECIMALS) + 0.0  # + 0.0 turns -0.0 into 0.0
-
-    def _top_chunk(self, user_idx: np.ndarray, k: int, exclude_seen: np.ndarray):
-        t = self._tensors
-        users = torch.from_numpy(user_idx).to(self.device)
-        big = len(user_idx) * self.num_items > _SCORES_PER_CHUNK // 8
-        # Big score matrices go into one buffer per process: allocating 100+ MB per chunk costs
-        # more in page faults than the product itself. Small (real-time) requests do not wait.
-        with self._scratch_lock if big else contextlib.nullcontext():
-            out = self._scratch_buffer(len(user_idx)) if big else None
-            matrix = torch.addmm(
-                t["item_biases"], t["user_embeddings"][users], t["item_t"], out=out
-            )
-            rows, cols = self._seen_pairs(user_idx, exclude_seen)
-            if len(rows):
-                matrix[rows.to(self.device), cols.to(self.device)] = -torch.inf
-            values, winners = torch.topk(matrix, k, dim=1)
-        # The user bias shifts a whole row: it does not change the ranking, so it is added to
-        # the k winners only.
-        values += t["user_biases"][users].unsqueeze(1)
-        return winners.cpu().numpy(), values.cpu().numpy()
-
-    def _scratch_buffer(self, num_rows: int) -> torch.Tensor:
-        rows = max(1, _SCORES_PER_CHUNK // max(1, self.num_items))
-        if self._scratch is None:
-            self._scratch = torch.empty((rows, self.num_items), device=self.device)
-        return self._scratch[:num_rows]
-
-    def _seen_pairs(self, user_idx: np.ndarray, exclude_seen: np.ndarray):
-        """(row, item) tensors of the training items of the rows with ``exclude_seen``."""
-        rows_masked = np.flatnonzero(exclude_seen)
-        users = user_idx[rows_masked]
-        indptr = self.artifact.seen_indptr
-        starts, counts = indptr[users], indptr[users + 1] - indptr[users]
-        rows = np.repeat(rows_masked, counts)
-        offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-        cols = self.artifact.seen_indices[np.repeat(starts, counts) + offsets]
-        return torch.from_numpy(rows), torch.from_numpy(np.asarray(cols, dtype=np.int64))
-
-    def _ensure_tensors(self) -> dict[str, torch.Tensor]:
-        if self._tensors is None:
-            self.device = resolve_device(self.device_spec)
+                job.position = position
+                jobs.append(job)
+                users.append(user)
+        if jobs:
+            t = self._tensors()
+            user_idx = np.array(users, dtype=np.int64)
+            excluding = np.flatnonzero([self._excludes(requests[j.position]) for j in jobs])
             a = self.artifact
-            self._tensors = {
-                "user_embeddings": _tensor(a.user_embeddings, self.device),
-                "item_t": _tensor(a.item_embeddings, self.device).T,
-                "user_biases": _tensor(a.user_biases, self.device),
-                "item_biases": _tensor(a.item_biases, self.device),
+            masks = self._masks(jobs).plus(
+                *csr_pairs(a.seen_indptr, a.seen_indices, user_idx, excluding)
+            )
+            rows = torch.from_numpy(user_idx).to(self.device)
+            answers = self._search(
+                t["engine"], t["user_embeddings"][rows], jobs, masks, t["user_biases"][rows]
+            )
+            for job, answer in zip(jobs, answers, strict=True):
+                results[job.position] = answer
+        return results
+
+    def _answer_history(self, requests: Sequence[Request]) -> list[Recommendation]:
+        results: list = [None] * len(requests)
+        jobs, histories, users = [], [], []
+        for position, request in enumerate(requests):
+            job = self._prepare(request)
+            history, unknown = self.catalog.indices(request.history or ())
+            user = self.user_index.get(request.user_id)
+            if isinstance(job, Recommendation):
+                results[position] = job
+            elif not len(history) and user is None:
+                results[position] = self._fallback("no item of the history", job)
+            else:
+                job.position, job.banned = position, np.concatenate([job.banned, history])
+                if unknown:
+                    job.note = f"history items not in the model were ignored: {unknown[:5]}"
+                jobs.append(job)
+                histories.append(history)
+                users.append(-1 if user is None else user)
+        if jobs:
+            t = self._tensors()
+            users = torch.tensor(users, device=self.device)
+            vectors = self._fold_in(histories, users)
+            biases = t["user_biases"][users.clamp(min=0)] * (users >= 0)
+            for job, answer in zip(
+                jobs,
+                self._search(t["engine"], vectors, jobs, self._masks(jobs), biases),
+                strict=True,
+            ):
+                results[job.position] = answer
+        return results
+
+    def _fold_in(self, histories: list[np.ndarray], users: torch.Tensor) -> torch.Tensor:
+        """User vectors from histories, a few thousand history items at a time.
+
+        ``als``: :func:`~mfrec.serve.scoring.fold_in`, a known user's trained vector as prior.
+        ``mean``: the mean embedding of the history (and a known user's training items),
+        rescaled to the median norm of the trained user vectors.
+        """
+        t = self._tensors()
+        known = users >= 0
+        priors = t["user_embeddings"][users.clamp(min=0)] * known.unsqueeze(1)
+        if self.fold_in_method == "mean":
+            histories = [
+                h if u < 0 else np.concatenate([h, self.artifact.seen_items(int(u))])
+                for h, u in zip(histories, users.tolist(), strict=True)
+            ]
+        regularization = self.fold_in_regularization * t["gram_scale"]
+        vectors, start, total = [], 0, 0
+        for end in range(1, len(histories) + 1):
+            total += len(histories[end - 1])
+            if total < _FOLD_IN_BATCH and end < len(histories):
+                continue
+            if self.fold_in_method == "mean":
+                vectors.append(
+                    mean_embedding(t["item_embeddings"], histories[start:end], t["user_norm"])
+                )
+            else:
+                vectors.append(
+                    fold_in(
+                        t["item_embeddings"],
+                        t["gram"],
+                        histories[start:end],
+                        priors[start:end],
+                        self.fold_in_confidence,
+                        regularization,
+                    )
+                )
+            start, total = end, 0
+        vectors = torch.cat(vectors)
+        empty = torch.tensor([len(h) == 0 for h in histories], device=self.device)
+        return torch.where((empty & known).unsqueeze(1), priors, vectors)  # nothing to fold in
+
+    def _answer_similar(self, requests: Sequence[Request]) -> list[Recommendation]:
+        results: list = [None] * len(requests)
+        groups: dict[str, tuple[list[_Job], list[int]]] = {name: ([], []) for name in SIMILARITIES}
+        for position, request in enumerate(requests):
+            job = self._prepare(request)
+            item = self.catalog.index.get(request.item_id)
+            similarity = request.similarity or "embedding"
+            if isinstance(job, Recommendation):
+                results[position] = job
+            elif similarity not in SIMILARITIES:
+                results[position] = Recommendation.failed(
+                    f"similarity {similarity!r} is not known; use one of {SIMILARITIES}"
+                )
+            elif item is None:
+                results[position] = self._fallback(f"item {request.item_id!r}", job)
+            else:
+                job.position, job.banned = position, np.append(job.banned, item)
+                groups[similarity][0].append(job)
+                groups[similarity][1].append(item)
+        t = self._tensors() if any(jobs for jobs, _ in groups.values()) else None
+        jobs, items = groups["embedding"]
+        if jobs:
+            queries = t["item_normed"][torch.tensor(items, device=self.device)]
+            for job, answer in zip(
+                jobs, self._search(t["similar"], queries, jobs, self._masks(jobs)), strict=True
+            ):
+                results[job.position] = answer
+        for job, item in zip(*groups["cooccurrence"], strict=True):
+            results[job.position] = self._cooccurring(item, job)
+        return results
+
+    def _cooccurring(self, item: int, job: _Job) -> Recommendation:
+        if self._cooccurrence is None:
+            a = self.artifact
+            self._cooccurrence = CoOccurrence(a.seen_indptr, a.seen_indices, self.num_items)
+        similarities = torch.from_numpy(self._cooccurrence.similarities(item))
+        similarities[similarities <= 0] = -torch.inf  # never seen together: not similar
+        masks = Masks.from_lists([job.banned], [job.allowed])
+        values, winners = top_k_masked(similarities[None].float(), job.top_n, masks)
+        return self._row(winners[0].numpy(), values[0].double().numpy(), job)
+
+    def _answer_rank(self, requests: Sequence[Request]) -> list[Recommendation]:
+        results = []
+        for request in requests:
+            candidates = list(dict.fromkeys(request.item_ids or ()))
+            job = self._prepare(
+                request, top_n=request.top_n or min(len(candidates) or 1, self.max_top_n)
+            )
+            if isinstance(job, Recommendation):
+                results.append(job)
+                continue
+            results.append(self._rank(request, candidates, job))
+        return results
+
+    def _rank(self, request: Request, candidates: list[str], job: _Job) -> Recommendation:
+        """The candidates the filters let through, best first; unknown ones last (NaN)."""
+        idx, unknown = self.catalog.indices(candidates)
+        keep = ~np.isin(idx, job.banned) & (
+            True if job.allowed is None else np.isin(idx, job.allowed)
+        )
+        idx = idx[keep]
+        user = self.user_index.get(request.user_id)
+        if user is None:
+            counts = self.catalog.counts("popular")[idx]
+            order = np.argsort(-counts, kind="stable")
+            scores = counts[order]
+            note = "user not in the model: ranked by popularity" if request.user_id else None
+        else:
+            t = self._tensors()
+            items = torch.from_numpy(idx).to(self.device)
+            model = (
+                t["item_embeddings"][items] @ t["user_embeddings"][user]
+                + t["item_biases"][items]
+                + t["user_biases"][user]
+            )
+            scores = model.double().cpu().numpy()
+            order = np.argsort(-scores, kind="stable")
+            scores, note = scores[order], None
+        if unknown:
+            note = f"items not in the model, placed last: {unknown[:5]}"
+        ids = np.concatenate([self.item_ids[idx[order]], np.array(unknown, dtype=object)])
+        scores = np.concatenate(
+            [np.round(scores, SCORE_DECIMALS) + 0.0, np.full(len(unknown), np.nan)]
+        )
+        return Recommendation(ids[: job.top_n], scores[: job.top_n], note)
+
+    def _answer_lists(self, requests: Sequence[Request]) -> list[Recommendation]:
+        results = []
+        for request in requests:
+            job = self._prepare(request)
+            if isinstance(job, Recommendation):
+                results.append(job)
+            elif not self.catalog.has_list(request.type):
+                results.append(
+                    Recommendation.failed(
+                        f"this model has no {request.type} counts (artifact extra 'item_trending');"
+                        " retrain it with timestamps, or ask for popular items"
+                    )
+                )
+            else:
+                idx, counts = self.catalog.best_of_list(
+                    request.type, job.top_n, job.banned, job.allowed
+                )
+                results.append(Recommendation(self.item_ids[idx], counts))
+        return results
+
+    def _tensors(self) -> dict:
+        if self._t is None:
+            self.device = resolve_device(self.device_spec)
+            a, device = self.artifact, self.device
+            items = _tensor(a.item_embeddings, device)
+            item_biases = _tensor(a.item_biases, device)
+            normed = items / items.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            gram = items.T @ items
+            self._t = {
+                "user_embeddings": _tensor(a.user_embeddings, device),
+                "user_biases": _tensor(a.user_biases, device),
+                "item_embeddings": items,
+                "item_biases": item_biases,
+                "item_normed": normed,
+                "gram": gram,
+                "gram_scale": float(torch.trace(gram)) / max(1, a.embedding_dim),
+                "user_norm": float(_tensor(a.user_embeddings, device).norm(dim=1).median())
+                if a.num_users
+                else 1.0,
+                "engine": TopK(items, item_biases),
+                "similar": TopK(normed),
             }
-        return self._tensors
+        return self._t

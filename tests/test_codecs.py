@@ -9,9 +9,13 @@ import pytest
 
 from mfrec.serve import codecs
 from mfrec.serve.codecs import Record, decode, decoder_for, negotiate
-from mfrec.serve.recommender import Recommendation, Request
+from mfrec.serve.requests import Recommendation, Request
 
 SEED = b'{"user_id": "685", "top_n": "5"}\n{"user_id": "302", "top_n": "5"}'
+
+
+def user(user_id: str, top_n: int | None = None, exclude_seen: bool | None = None) -> Request:
+    return Request("user", user_id, top_n=top_n, exclude_seen=exclude_seen)
 
 
 def requests(records: list[Record]) -> list[Request | None]:
@@ -28,14 +32,14 @@ def test_the_seed_record_with_string_or_number_values():
 def test_json_lines_in_a_json_body_keep_order_and_skip_blank_lines():
     body = b'\n{"user_id": "685", "top_n": "5"}\r\n\n  \n{"user_id": "302", "top_n": "5"}\n'
     for decoder in (codecs.decode_json, codecs.decode_jsonlines):
-        assert requests(decoder(body)) == [Request("user", "685", 5), Request("user", "302", 5)]
+        assert requests(decoder(body)) == [user("685", 5), user("302", 5)]
     assert requests(codecs.decode_json(SEED)) == requests(codecs.decode_jsonlines(SEED))
 
 
 def test_array_instances_and_personalize_input():
     array = b'[{"user_id": "a"}, {"userId": "b", "numResults": 3}]'
     instances = b'{"instances": [{"user_id": "a"}, {"userId": "b", "numResults": "3"}]}'
-    want = [Request("user", "a"), Request("user", "b", 3)]
+    want = [user("a"), user("b", 3)]
     assert requests(codecs.decode_json(array)) == want
     assert requests(codecs.decode_json(instances)) == want
     assert codecs.decode_json(instances)[1].raw == {"userId": "b", "numResults": "3"}
@@ -43,11 +47,11 @@ def test_array_instances_and_personalize_input():
 
 def test_optional_fields_type_and_exclude_seen():
     body = b'{"user_id": "a", "exclude_seen": "False", "top_n": null}\n{"top_n": 2}'
-    user, popular = requests(codecs.decode_jsonlines(body))
-    assert user == Request("user", "a", None, False)
-    assert popular == Request("popular", None, 2)
+    known, popular = requests(codecs.decode_jsonlines(body))
+    assert known == user("a", None, False)
+    assert popular == Request("popular", top_n=2)
     explicit = codecs.decode_json(b'{"type": "user", "user_id": "a", "exclude_seen": 1}')
-    assert requests(explicit) == [Request("user", "a", None, True)]
+    assert requests(explicit) == [user("a", None, True)]
 
 
 @pytest.mark.parametrize(
@@ -68,7 +72,7 @@ def test_optional_fields_type_and_exclude_seen():
 def test_a_bad_record_becomes_an_error_record_in_place(line, message):
     body = b'{"user_id": "x"}\n' + line.encode() + b'\n{"user_id": "y"}'
     first, bad, last = codecs.decode_json(body)
-    assert first.request == Request("user", "x") and last.request == Request("user", "y")
+    assert first.request == user("x") and last.request == user("y")
     assert bad.request is None and message in bad.error
 
 
@@ -82,17 +86,17 @@ def test_error_records_keep_the_user_id_and_raw_text_for_the_answer():
 
 
 def test_utf8_bom_is_ignored():
-    assert requests(codecs.decode_json(b'\xef\xbb\xbf{"user_id": "a"}')) == [Request("user", "a")]
-    assert requests(codecs.decode_csv(b"\xef\xbb\xbfa,2")) == [Request("user", "a", 2)]
+    assert requests(codecs.decode_json(b'\xef\xbb\xbf{"user_id": "a"}')) == [user("a")]
+    assert requests(codecs.decode_csv(b"\xef\xbb\xbfa,2")) == [user("a", 2)]
 
 
 def test_csv_lines_header_quotes_and_errors():
     body = b'user_id,top_n\n685,5\n\n"user,1",2\n302\n1,2,3\n,4'
     ok1, ok2, ok3, too_many, empty = codecs.decode_csv(body)
     assert requests([ok1, ok2, ok3]) == [
-        Request("user", "685", 5),
-        Request("user", "user,1", 2),
-        Request("user", "302"),
+        user("685", 5),
+        user("user,1", 2),
+        user("302"),
     ]
     assert too_many.error == "the record has 3 fields; send user_id[,top_n]"
     assert empty.error.startswith("user_id must be a non-empty string")
@@ -100,8 +104,8 @@ def test_csv_lines_header_quotes_and_errors():
 
 def test_sniffing_without_a_content_type():
     for content_type in (None, "", "application/octet-stream"):
-        assert requests(decoder_for(content_type)(SEED))[0] == Request("user", "685", 5)
-        assert requests(decoder_for(content_type)(b"685,5"))[0] == Request("user", "685", 5)
+        assert requests(decoder_for(content_type)(SEED))[0] == user("685", 5)
+        assert requests(decoder_for(content_type)(b"685,5"))[0] == user("685", 5)
 
 
 def test_content_type_aliases_and_parameters():
@@ -160,18 +164,20 @@ def answers() -> codecs.Answers:
 
     return [
         (
-            Record({"user_id": "685"}, Request("user", "685"), None, "685"),
+            Record({"user_id": "685"}, user("685"), None, "685"),
             rec(["50", "181"], [4.5, 3.25]),
         ),
         (
-            Record({"user_id": "x,y"}, Request("user", "x,y"), None, "x,y"),
-            rec(['a"b', "c"], [1.0, -0.5], note="unknown user: most popular items"),
+            Record({"user_id": "x,y"}, user("x,y"), None, "x,y"),
+            rec(
+                ['a"b', "c"], [1.0, -0.5], note="user 'x,y' is not in the model: most popular items"
+            ),
         ),
         (
             Record('{"user_id"', None, "the record is not valid JSON", ""),
             Recommendation.failed("the record is not valid JSON"),
         ),
-        (Record({"user_id": "7"}, Request("user", "7"), None, "7"), rec([], [])),
+        (Record({"user_id": "7"}, user("7"), None, "7"), rec([], [])),
     ]
 
 
@@ -190,7 +196,7 @@ def test_json_and_json_lines_objects():
             "user_id": "x,y",
             "item_ids": ['a"b', "c"],
             "scores": [1.0, -0.5],
-            "note": "unknown user: most popular items",
+            "note": "user 'x,y' is not in the model: most popular items",
         },
         {"user_id": "", "error": "the record is not valid JSON"},
         {"user_id": "7", "item_ids": [], "scores": []},
@@ -215,7 +221,7 @@ def test_personalize_batch_output_shape():
 
 
 def test_popular_requests_are_labelled_in_json():
-    record = Record({"top_n": 1}, Request("popular", None, 1), None, "")
+    record = Record({"top_n": 1}, Request("popular", top_n=1), None, "")
     answer = Recommendation(np.array(["a"], dtype=object), np.array([3.0]))
     assert json.loads(codecs.encode_jsonlines([(record, answer)])) == {
         "type": "popular",

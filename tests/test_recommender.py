@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfrec.serve import recommender as recommender_module
-from mfrec.serve.recommender import Recommendation, Recommender, Request, resolve_device
+from mfrec.serve import scoring
+from mfrec.serve.recommender import Recommender, resolve_device
+from mfrec.serve.requests import Recommendation, Request
 from mfrec.train.artifact import ModelArtifact, save
 from mfrec.train.errors import ConfigError
 
@@ -74,7 +75,7 @@ def test_batch_equals_single_requests_and_keeps_order(rec):
 
 def test_chunked_scoring_gives_the_same_answers(rec, monkeypatch):
     whole = rec.recommend(USER_IDS, NUM_ITEMS)
-    monkeypatch.setattr(recommender_module, "_SCORES_PER_CHUNK", NUM_ITEMS * 2)  # 2 users/chunk
+    monkeypatch.setattr(scoring, "SCORES_PER_CHUNK", NUM_ITEMS * 2)  # 2 users/chunk
     chunked = Recommender(known_answer(), "cpu").recommend(USER_IDS, NUM_ITEMS)
     assert [list(a.item_ids) for a in whole] == [list(a.item_ids) for a in chunked]
 
@@ -83,7 +84,7 @@ def test_unknown_user_gets_the_popularity_list_with_a_note(rec):
     (answer,) = rec.recommend(["nobody"], top_n=3)
     assert list(answer.item_ids) == ["item-0", "item-1", "item-2"]
     assert answer.scores.tolist() == [8.0, 7.0, 6.0]
-    assert answer.note == "unknown user: most popular items"
+    assert answer.note == "user 'nobody' is not in the model: most popular items"
 
 
 def test_unknown_user_error_when_configured():
@@ -191,5 +192,5 @@ def test_bad_options_raise_config_errors():
 
 def test_auto_device_is_the_cpu_without_cuda():
     assert resolve_device("cpu").type == "cpu"
-    if not recommender_module.torch.cuda.is_available():
+    if not scoring.torch.cuda.is_available():
         assert resolve_device("auto").type == "cpu"

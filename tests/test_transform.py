@@ -117,7 +117,7 @@ def test_seed_request_file_gives_the_seed_out_byte_for_byte(
     assert out.count(b"\n") == 10 and b"\n\n" not in out
     assert (report.records, report.requests) == (2, 2 if strategy == "SingleRecord" else 1)
     assert set(report.server_seconds) == {"decode", "model", "encode"}
-    assert 0 <= report.server_seconds["model"] <= report.request_seconds <= report.seconds
+    assert 0 <= report.server_seconds["model"] <= report.request_seconds  # summed over requests
     assert report.summary().startswith(f"wrote 1 .out file(s): 2 records in {report.requests} ")
 
 

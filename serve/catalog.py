@@ -1,0 +1,111 @@
+"""The item side of a model: item ids and indices, popular and trending lists, item attributes,
+and request filters turned into item indices.
+
+Item metadata comes from the artifact's extra arrays ``item_attribute.<name>`` (one string per
+item; several values separated by ``|``, as in Amazon Personalize's Items dataset, e.g.
+``Comedy|Drama``). Trending needs ``item_trending``: one recency-weighted interaction count per
+item, written at training time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mfrec.serve.requests import Filters
+from mfrec.train.artifact import ModelArtifact
+
+SCORE_DECIMALS = 6  # scores are rounded to 6 decimals: float32 carries about 7 digits
+ATTRIBUTE_PREFIX = "item_attribute."
+TRENDING = "item_trending"
+
+
+class FilterError(ValueError):
+    """A filter names an attribute the model has no values for."""
+
+
+class Catalog:
+    """Items of a model, looked up by external id (a dict built once)."""
+
+    def __init__(self, artifact: ModelArtifact) -> None:
+        self.item_ids = np.array(artifact.item_ids.tolist(), dtype=object)
+        self.index = {item_id: idx for idx, item_id in enumerate(self.item_ids.tolist())}
+        self.num_items = len(self.item_ids)
+        self._lists = {"popular": np.asarray(artifact.item_popularity, dtype=np.float64)}
+        if TRENDING in artifact.extra:
+            self._lists["trending"] = np.asarray(artifact.extra[TRENDING], dtype=np.float64)
+        self._orders: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._attribute_values = {
+            name[len(ATTRIBUTE_PREFIX) :]: values
+            for name, values in artifact.extra.items()
+            if name.startswith(ATTRIBUTE_PREFIX)
+        }
+        self._attribute_index: dict[str, dict[str, np.ndarray]] = {}
+
+    def indices(self, item_ids) -> tuple[np.ndarray, list[str]]:
+        """Indices of the known ids (in order) and the unknown ids."""
+        found = [self.index.get(item_id) for item_id in item_ids]
+        unknown = [item_id for item_id, idx in zip(item_ids, found, strict=True) if idx is None]
+        return np.array([idx for idx in found if idx is not None], dtype=np.int64), unknown
+
+    def has_list(self, name: str) -> bool:
+        return name in self._lists
+
+    def counts(self, name: str) -> np.ndarray:
+        """Each item's ``popular`` or ``trending`` count, shape (num_items,)."""
+        return self._lists[name]
+
+    def ordered(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Items by descending ``popular`` or ``trending`` count (ties: index order), counts."""
+        if name not in self._orders:
+            counts = self._lists[name]
+            order = np.argsort(-counts, kind="stable")
+            self._orders[name] = order, np.round(counts[order], SCORE_DECIMALS)
+        return self._orders[name]
+
+    def best_of_list(self, name: str, top_n: int, banned: np.ndarray, allowed: np.ndarray | None):
+        """The ``top_n`` first items of a list that the masks let through: (indices, counts)."""
+        order, counts = self.ordered(name)
+        keep = np.ones(self.num_items, dtype=bool)
+        keep[banned] = False
+        if allowed is not None:
+            only = np.zeros(self.num_items, dtype=bool)
+            only[allowed] = True
+            keep &= only
+        chosen = np.flatnonzero(keep[order])[:top_n]
+        return order[chosen], counts[chosen]
+
+    def masks(self, filters: Filters) -> tuple[np.ndarray, np.ndarray | None]:
+        """(banned item indices, allowed item indices or None) of a request's filters."""
+        banned = [self.indices(filters.exclude_items)[0]]
+        banned += [self._matching(name, values) for name, values in filters.exclude_attributes]
+        allowed = None
+        if filters.include_items is not None:
+            allowed = np.unique(self.indices(filters.include_items)[0])
+        for name, values in filters.include_attributes:
+            matching = self._matching(name, values)
+            allowed = matching if allowed is None else np.intersect1d(allowed, matching)
+        return np.concatenate(banned), allowed
+
+    def _matching(self, name: str, values: tuple[str, ...]) -> np.ndarray:
+        """Items whose attribute ``name`` has one of ``values``."""
+        index = self._attribute_index.get(name)
+        if index is None:
+            if name not in self._attribute_values:
+                known = ", ".join(sorted(self._attribute_values)) or "none"
+                raise FilterError(
+                    f"the model has no item attribute {name!r} (it has: {known}); "
+                    "train with item metadata holding that column"
+                )
+            index = self._attribute_index[name] = _inverted(self._attribute_values[name])
+        empty = np.empty(0, dtype=np.int64)
+        return np.unique(np.concatenate([index.get(value, empty) for value in values] + [empty]))
+
+
+def _inverted(values: np.ndarray) -> dict[str, np.ndarray]:
+    """value → indices of the items that have it (``a|b`` gives both)."""
+    lists: dict[str, list[int]] = {}
+    for idx, text in enumerate(values.tolist()):
+        for value in str(text).split("|"):
+            if value:
+                lists.setdefault(value, []).append(idx)
+    return {value: np.array(idx, dtype=np.int64) for value, idx in lists.items()}
