@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -337,27 +335,7 @@ def _to_json(obj) -> str:
 
 
 def write_model(artifact, model_dir: Path) -> None:
-    """Save ``artifact`` so that ``model_dir`` holds a complete model or none of its files.
+    """Save ``artifact``: ``model_dir`` ends up holding a complete model or none of its files."""
+    from mfrec.train.artifact import save
 
-    The model is staged inside ``model_dir`` itself, because SageMaker (and its local mode) mount
-    ``/opt/ml/model`` as its own filesystem and a rename across filesystems fails; files are
-    moved in with the manifest last, and removed again if anything fails.
-    """
-    from mfrec.train.artifact import MANIFEST, save
-
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
-    moved: list[Path] = []
-    try:
-        save(artifact, staging / "model")
-        names = sorted(entry.name for entry in (staging / "model").iterdir())
-        (model_dir / MANIFEST).unlink(missing_ok=True)
-        for name in sorted(names, key=lambda name: name == MANIFEST):
-            os.replace(staging / "model" / name, model_dir / name)
-            moved.append(model_dir / name)
-    except BaseException:
-        for path in moved:
-            path.unlink(missing_ok=True)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    save(artifact, model_dir)

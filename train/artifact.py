@@ -115,17 +115,20 @@ def _sha256(path: Path) -> str:
 
 
 def save(artifact: ModelArtifact, model_dir: str | os.PathLike) -> Path:
-    """Write ``artifact`` into ``model_dir`` atomically enough for SageMaker.
+    """Write ``artifact`` into ``model_dir`` so that it holds a complete model or none.
 
-    Files are written to a temporary folder beside ``model_dir`` and moved in afterwards, the
-    manifest last: a crash leaves either no manifest (the folder is not a model) or a complete
-    model, never a half-written one that loads.
+    Files are staged in a hidden folder inside ``model_dir`` (SageMaker mounts ``/opt/ml/model``
+    as its own filesystem, so a rename from elsewhere would fail) and moved in afterwards, the
+    manifest last; if anything fails, the files already moved are removed again. A crash leaves
+    either no manifest (the folder is not a model) or a complete model, never a half-written one
+    that loads.
     """
     from mfrec import __version__
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".mfrec-staging-", dir=model_dir.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".mfrec-staging-", dir=model_dir))
+    moved: list[Path] = []
     try:
         arrays = artifact._arrays()
         np.savez(staging / ARRAYS, **arrays)
@@ -142,11 +145,14 @@ def save(artifact: ModelArtifact, model_dir: str | os.PathLike) -> Path:
             "files": {ARRAYS: _sha256(staging / ARRAYS)},
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        stale = model_dir / MANIFEST
-        if stale.exists():
-            stale.unlink()
-        os.replace(staging / ARRAYS, model_dir / ARRAYS)
-        os.replace(staging / MANIFEST, model_dir / MANIFEST)
+        (model_dir / MANIFEST).unlink(missing_ok=True)
+        for name in (ARRAYS, MANIFEST):
+            os.replace(staging / name, model_dir / name)
+            moved.append(model_dir / name)
+    except BaseException:
+        for path in moved:
+            path.unlink(missing_ok=True)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return model_dir
