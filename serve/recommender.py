@@ -25,15 +25,8 @@ import torch
 
 from mfrec.serve.catalog import SCORE_DECIMALS, Catalog, FilterError
 from mfrec.serve.requests import SIMILARITIES, Recommendation, Request
-from mfrec.serve.scoring import (
-    CoOccurrence,
-    Masks,
-    TopK,
-    csr_pairs,
-    fold_in,
-    mean_embedding,
-    top_k_masked,
-)
+from mfrec.serve.scoring import CoOccurrence, Masks, TopK, csr_pairs, top_k_masked
+from mfrec.serve.tensors import FOLD_IN_METHODS, ModelTensors, resolve_device
 from mfrec.train.artifact import ModelArtifact, load
 from mfrec.train.errors import ConfigError
 
@@ -41,32 +34,7 @@ log = logging.getLogger("mfrec.serve")
 
 UNKNOWN_CHOICES = ("popular", "error")
 UNKNOWN_USER_CHOICES = UNKNOWN_CHOICES
-FOLD_IN_METHODS = ("als", "mean")
 _EMPTY = np.empty(0, dtype=np.int64)
-_FOLD_IN_BATCH = 4096  # history items folded in at once: (4096, dim, dim) outer products
-
-
-def resolve_device(spec: str | torch.device) -> torch.device:
-    """``"auto"`` → CUDA when it starts, else the CPU (with a log line saying why)."""
-    if str(spec) not in ("auto", "cpu") and not str(spec).startswith("cuda"):
-        raise ConfigError(f"device {str(spec)!r} is not known; use auto, cpu, cuda or cuda:N")
-    if str(spec) == "cpu" or (str(spec) == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    try:
-        device = torch.device("cuda" if str(spec) == "auto" else spec)
-        torch.zeros(1, device=device)
-    except (RuntimeError, AssertionError) as exc:  # AssertionError: a CPU-only torch build
-        log.warning("CUDA failed to start for device=%s (%s); serving on the CPU", spec, exc)
-        return torch.device("cpu")
-    return device
-
-
-def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``array`` as float32 on ``device``; on the CPU it shares the NumPy memory (no copy)."""
-    array = np.ascontiguousarray(array, dtype=np.float32)
-    if not array.flags.writeable:
-        array = array.copy()
-    return torch.from_numpy(array).to(device)
 
 
 @dataclass
@@ -144,7 +112,7 @@ class Recommender:
             "popular": self._answer_lists,
             "trending": self._answer_lists,
         }
-        self._t: dict | None = None
+        self._t: ModelTensors | None = None
         self._cooccurrence: CoOccurrence | None = None
         self.device: torch.device | None = None
 
@@ -246,14 +214,13 @@ class Recommender:
             return bool(request.exclude_seen)  # only when asked: a list or an item was named
         return self.exclude_seen if request.exclude_seen is None else request.exclude_seen
 
-    def _fallback(self, what: str, job: _Job) -> Recommendation:
-        """The answer for an unknown user or item: the popularity list, or an error."""
+    def _fallback(self, problem: str, job: _Job) -> Recommendation:
+        """The answer when the model knows nothing to start from: the popularity list (with
+        ``problem`` as its note), or ``problem`` as an error."""
         if self.unknown_user == "error":
-            return Recommendation.failed(f"{what} is not in the model")
+            return Recommendation.failed(problem)
         idx, counts = self.catalog.best_of_list("popular", job.top_n, job.banned, job.allowed)
-        return Recommendation(
-            self.item_ids[idx], counts, f"{what} is not in the model: most popular items"
-        )
+        return Recommendation(self.item_ids[idx], counts, f"{problem}: most popular items")
 
     def _search(self, engine: TopK, queries, jobs: list[_Job], masks: Masks, offsets=None):
         """One top-k search for all ``jobs``; answers in job order."""
@@ -284,7 +251,9 @@ class Recommender:
             if isinstance(job, Recommendation):
                 results[position] = job
             elif user is None:
-                results[position] = self._fallback(f"user {request.user_id!r}", job)
+                results[position] = self._fallback(
+                    f"user {request.user_id!r} is not in the model", job
+                )
             else:
                 job.position = position
                 jobs.append(job)
@@ -297,9 +266,9 @@ class Recommender:
             masks = self._masks(jobs).plus(
                 *csr_pairs(a.seen_indptr, a.seen_indices, user_idx, excluding)
             )
-            rows = torch.from_numpy(user_idx).to(self.device)
+            rows = t.indices(user_idx)
             answers = self._search(
-                t["engine"], t["user_embeddings"][rows], jobs, masks, t["user_biases"][rows]
+                t.scores, t.user_embeddings[rows], jobs, masks, t.user_biases[rows]
             )
             for job, answer in zip(jobs, answers, strict=True):
                 results[job.position] = answer
@@ -315,7 +284,7 @@ class Recommender:
             if isinstance(job, Recommendation):
                 results[position] = job
             elif not len(history) and user is None:
-                results[position] = self._fallback("no item of the history", job)
+                results[position] = self._fallback("no item of the history is in the model", job)
             else:
                 job.position, job.banned = position, np.concatenate([job.banned, history])
                 if unknown:
@@ -325,57 +294,19 @@ class Recommender:
                 users.append(-1 if user is None else user)
         if jobs:
             t = self._tensors()
-            users = torch.tensor(users, device=self.device)
-            vectors = self._fold_in(histories, users)
-            biases = t["user_biases"][users.clamp(min=0)] * (users >= 0)
-            for job, answer in zip(
-                jobs,
-                self._search(t["engine"], vectors, jobs, self._masks(jobs), biases),
-                strict=True,
-            ):
+            users = t.indices(users)
+            vectors = t.fold_in(
+                histories,
+                users,
+                self.fold_in_method,
+                self.fold_in_confidence,
+                self.fold_in_regularization,
+            )
+            biases = t.user_biases[users.clamp(min=0)] * (users >= 0)
+            answers = self._search(t.scores, vectors, jobs, self._masks(jobs), biases)
+            for job, answer in zip(jobs, answers, strict=True):
                 results[job.position] = answer
         return results
-
-    def _fold_in(self, histories: list[np.ndarray], users: torch.Tensor) -> torch.Tensor:
-        """User vectors from histories, a few thousand history items at a time.
-
-        ``als``: :func:`~mfrec.serve.scoring.fold_in`, a known user's trained vector as prior.
-        ``mean``: the mean embedding of the history (and a known user's training items),
-        rescaled to the median norm of the trained user vectors.
-        """
-        t = self._tensors()
-        known = users >= 0
-        priors = t["user_embeddings"][users.clamp(min=0)] * known.unsqueeze(1)
-        if self.fold_in_method == "mean":
-            histories = [
-                h if u < 0 else np.concatenate([h, self.artifact.seen_items(int(u))])
-                for h, u in zip(histories, users.tolist(), strict=True)
-            ]
-        regularization = self.fold_in_regularization * t["gram_scale"]
-        vectors, start, total = [], 0, 0
-        for end in range(1, len(histories) + 1):
-            total += len(histories[end - 1])
-            if total < _FOLD_IN_BATCH and end < len(histories):
-                continue
-            if self.fold_in_method == "mean":
-                vectors.append(
-                    mean_embedding(t["item_embeddings"], histories[start:end], t["user_norm"])
-                )
-            else:
-                vectors.append(
-                    fold_in(
-                        t["item_embeddings"],
-                        t["gram"],
-                        histories[start:end],
-                        priors[start:end],
-                        self.fold_in_confidence,
-                        regularization,
-                    )
-                )
-            start, total = end, 0
-        vectors = torch.cat(vectors)
-        empty = torch.tensor([len(h) == 0 for h in histories], device=self.device)
-        return torch.where((empty & known).unsqueeze(1), priors, vectors)  # nothing to fold in
 
     def _answer_similar(self, requests: Sequence[Request]) -> list[Recommendation]:
         results: list = [None] * len(requests)
@@ -391,7 +322,9 @@ class Recommender:
                     f"similarity {similarity!r} is not known; use one of {SIMILARITIES}"
                 )
             elif item is None:
-                results[position] = self._fallback(f"item {request.item_id!r}", job)
+                results[position] = self._fallback(
+                    f"item {request.item_id!r} is not in the model", job
+                )
             else:
                 job.position, job.banned = position, np.append(job.banned, item)
                 groups[similarity][0].append(job)
@@ -399,9 +332,9 @@ class Recommender:
         t = self._tensors() if any(jobs for jobs, _ in groups.values()) else None
         jobs, items = groups["embedding"]
         if jobs:
-            queries = t["item_normed"][torch.tensor(items, device=self.device)]
+            queries = t.item_normed[t.indices(items)]
             for job, answer in zip(
-                jobs, self._search(t["similar"], queries, jobs, self._masks(jobs)), strict=True
+                jobs, self._search(t.cosine, queries, jobs, self._masks(jobs)), strict=True
             ):
                 results[job.position] = answer
         for job, item in zip(*groups["cooccurrence"], strict=True):
@@ -419,49 +352,44 @@ class Recommender:
         return self._row(winners[0].numpy(), values[0].double().numpy(), job)
 
     def _answer_rank(self, requests: Sequence[Request]) -> list[Recommendation]:
-        results = []
-        for request in requests:
-            candidates = list(dict.fromkeys(request.item_ids or ()))
+        """The given items re-ordered for each user; one gather-and-dot for all known users."""
+        results: list = [None] * len(requests)
+        jobs, candidates, unknowns, users = [], [], [], []
+        for position, request in enumerate(requests):
+            wanted = list(dict.fromkeys(request.item_ids or ()))
             job = self._prepare(
-                request, top_n=request.top_n or min(len(candidates) or 1, self.max_top_n)
+                request, top_n=request.top_n or min(len(wanted) or 1, self.max_top_n)
             )
             if isinstance(job, Recommendation):
-                results.append(job)
+                results[position] = job
                 continue
-            results.append(self._rank(request, candidates, job))
-        return results
-
-    def _rank(self, request: Request, candidates: list[str], job: _Job) -> Recommendation:
-        """The candidates the filters let through, best first; unknown ones last (NaN)."""
-        idx, unknown = self.catalog.indices(candidates)
-        keep = ~np.isin(idx, job.banned) & (
-            True if job.allowed is None else np.isin(idx, job.allowed)
-        )
-        idx = idx[keep]
-        user = self.user_index.get(request.user_id)
-        if user is None:
-            counts = self.catalog.counts("popular")[idx]
-            order = np.argsort(-counts, kind="stable")
-            scores = counts[order]
-            note = "user not in the model: ranked by popularity" if request.user_id else None
-        else:
-            t = self._tensors()
-            items = torch.from_numpy(idx).to(self.device)
-            model = (
-                t["item_embeddings"][items] @ t["user_embeddings"][user]
-                + t["item_biases"][items]
-                + t["user_biases"][user]
+            idx, unknown = self.catalog.indices(wanted)
+            allowed = np.isin(idx, job.allowed) if job.allowed is not None else True
+            job.position = position
+            jobs.append(job)
+            candidates.append(idx[~np.isin(idx, job.banned) & allowed])
+            unknowns.append(unknown)
+            users.append(self.user_index.get(request.user_id, -1))
+        if not jobs:
+            return results
+        scores = self._tensors().pair_scores(np.array(users, dtype=np.int64), candidates)
+        for job, idx, unknown, user, score in zip(
+            jobs, candidates, unknowns, users, scores, strict=True
+        ):
+            note = None
+            if user < 0:  # no known user: popularity order
+                score = self.catalog.counts("popular")[idx]
+                if requests[job.position].user_id is not None:
+                    note = "user not in the model: ranked by popularity"
+            if unknown:
+                note = f"items not in the model, placed last: {unknown[:5]}"
+            order = np.argsort(-score, kind="stable")
+            ids = np.concatenate([self.item_ids[idx[order]], np.array(unknown, dtype=object)])
+            score = np.concatenate(
+                [np.round(score[order], SCORE_DECIMALS) + 0.0, np.full(len(unknown), np.nan)]
             )
-            scores = model.double().cpu().numpy()
-            order = np.argsort(-scores, kind="stable")
-            scores, note = scores[order], None
-        if unknown:
-            note = f"items not in the model, placed last: {unknown[:5]}"
-        ids = np.concatenate([self.item_ids[idx[order]], np.array(unknown, dtype=object)])
-        scores = np.concatenate(
-            [np.round(scores, SCORE_DECIMALS) + 0.0, np.full(len(unknown), np.nan)]
-        )
-        return Recommendation(ids[: job.top_n], scores[: job.top_n], note)
+            results[job.position] = Recommendation(ids[: job.top_n], score[: job.top_n], note)
+        return results
 
     def _answer_lists(self, requests: Sequence[Request]) -> list[Recommendation]:
         results = []
@@ -483,26 +411,8 @@ class Recommender:
                 results.append(Recommendation(self.item_ids[idx], counts))
         return results
 
-    def _tensors(self) -> dict:
+    def _tensors(self) -> ModelTensors:
         if self._t is None:
             self.device = resolve_device(self.device_spec)
-            a, device = self.artifact, self.device
-            items = _tensor(a.item_embeddings, device)
-            item_biases = _tensor(a.item_biases, device)
-            normed = items / items.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            gram = items.T @ items
-            self._t = {
-                "user_embeddings": _tensor(a.user_embeddings, device),
-                "user_biases": _tensor(a.user_biases, device),
-                "item_embeddings": items,
-                "item_biases": item_biases,
-                "item_normed": normed,
-                "gram": gram,
-                "gram_scale": float(torch.trace(gram)) / max(1, a.embedding_dim),
-                "user_norm": float(_tensor(a.user_embeddings, device).norm(dim=1).median())
-                if a.num_users
-                else 1.0,
-                "engine": TopK(items, item_biases),
-                "similar": TopK(normed),
-            }
+            self._t = ModelTensors(self.artifact, self.device)
         return self._t

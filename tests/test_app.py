@@ -108,6 +108,36 @@ def test_single_record_bodies_equal_one_multi_record_body():
         assert "\n".join(single) == multi  # AssembleWith=Line: one newline per response
 
 
+def test_every_request_type_in_one_body_single_equals_multi_record():
+    client = make_app(batch=True).test_client()
+    lines = [
+        b'{"user_id": "685", "top_n": 2}',
+        b'{"item_id": "i2", "top_n": 2}',
+        b'{"user_id": "302", "item_ids": ["i3", "nope", "i1"]}',
+        b'{"user_id": "new", "history": ["i1", "i2"], "top_n": 2}',
+        b'{"top_n": 2}',
+        b'{"type": "trending"}',
+        b'{"item_id": "i2", "similarity": "cooccurrence", "top_n": 1}',
+    ]
+    for accept in ("text/csv", "application/jsonlines"):
+        single = [post(client, line, accept=accept).text for line in lines]
+        assert "\n".join(single) == post(client, b"\n".join(lines), accept=accept).text
+    rows_ = post(client, b"\n".join(lines)).text.split("\n")
+    assert rows_[:2] == rows("685", 2)
+    assert [row.split(",")[0] for row in rows_[2:4]] == ["i2", "i2"]  # similar: the item first
+    assert rows_[4:7] == ["302,i1,-1.0625", "302,i3,-9.1875", "302,nope,"]  # unknown: no score
+    assert [row.split(",")[0] for row in rows_[7:9]] == ["new", "new"]
+    assert rows_[9:11] == [",i0,8.0", ",i1,7.0"]
+    assert rows_[11].startswith(',,"error: this model has no trending counts')
+    assert rows_[12] == "i2,,"  # each user saw one item: nothing co-occurs, no items
+    objects = [
+        json.loads(line)
+        for line in post(client, b"\n".join(lines), accept="application/jsonlines").text.split("\n")
+    ]
+    assert objects[2]["scores"][-1] is None and objects[2]["type"] == "rank"
+    assert objects[1]["item_id"] == "i2" and objects[1]["type"] == "similar_items"
+
+
 def test_every_request_format_gives_the_same_answer(client):
     want = "\n".join(rows("685", 2) + rows("302", 3))
     bodies = {

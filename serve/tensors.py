@@ -1,0 +1,131 @@
+"""A model's arrays as torch tensors on one device, and the computations on whole batches of
+users that need them: fold-in of fresh histories and scores of (user, item) pairs.
+
+Built on first use by the :class:`~mfrec.serve.recommender.Recommender`, never before a fork:
+on the CPU the tensors share the NumPy arrays' memory (no copy), so gunicorn workers share the
+model the master loaded; CUDA is started in each worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from mfrec.serve.scoring import TopK, fold_in, mean_embedding
+from mfrec.train.artifact import ModelArtifact
+from mfrec.train.errors import ConfigError
+
+log = logging.getLogger("mfrec.serve")
+
+FOLD_IN_METHODS = ("als", "mean")
+FOLD_IN_BATCH = 4096  # history items folded in at once: (4096, dim, dim) outer products
+
+
+def resolve_device(spec: str | torch.device) -> torch.device:
+    """``"auto"`` → CUDA when it starts, else the CPU (with a log line saying why)."""
+    if str(spec) not in ("auto", "cpu") and not str(spec).startswith("cuda"):
+        raise ConfigError(f"device {str(spec)!r} is not known; use auto, cpu, cuda or cuda:N")
+    if str(spec) == "cpu" or (str(spec) == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    try:
+        device = torch.device("cuda" if str(spec) == "auto" else spec)
+        torch.zeros(1, device=device)
+    except (RuntimeError, AssertionError) as exc:  # AssertionError: a CPU-only torch build
+        log.warning("CUDA failed to start for device=%s (%s); serving on the CPU", spec, exc)
+        return torch.device("cpu")
+    return device
+
+
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` as float32 on ``device``; on the CPU it shares the NumPy memory (no copy)."""
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array).to(device)
+
+
+class ModelTensors:
+    """Embeddings, biases and the two top-k engines (model scores, item cosine) on ``device``."""
+
+    def __init__(self, artifact: ModelArtifact, device: torch.device) -> None:
+        self.artifact, self.device = artifact, device
+        self.user_embeddings = _tensor(artifact.user_embeddings, device)
+        self.user_biases = _tensor(artifact.user_biases, device)
+        self.item_embeddings = _tensor(artifact.item_embeddings, device)
+        self.item_biases = _tensor(artifact.item_biases, device)
+        norms = self.item_embeddings.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.item_normed = self.item_embeddings / norms
+        self.scores = TopK(self.item_embeddings, self.item_biases)
+        self.cosine = TopK(self.item_normed)
+        self.gram = self.item_embeddings.T @ self.item_embeddings
+        self.gram_scale = float(torch.trace(self.gram)) / max(1, artifact.embedding_dim)
+        users = self.user_embeddings.norm(dim=1)
+        self.user_norm = float(users.median()) if len(users) else 1.0
+
+    def indices(self, idx: np.ndarray | list[int]) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(idx, dtype=np.int64)).to(self.device)
+
+    def fold_in(
+        self,
+        histories: Sequence[np.ndarray],
+        users: torch.Tensor,
+        method: str,
+        confidence: float,
+        regularization: float,
+    ) -> torch.Tensor:
+        """User vectors for fresh histories (item indices), ``users`` -1 when unknown.
+
+        ``als``: :func:`~mfrec.serve.scoring.fold_in`, a known user's trained vector as prior;
+        ``mean``: the mean embedding of the history (and a known user's training items),
+        rescaled to the median norm of the trained user vectors. A known user with nothing to
+        fold in keeps the trained vector. Histories are solved a few thousand items at a time.
+        """
+        known = users >= 0
+        priors = self.user_embeddings[users.clamp(min=0)] * known.unsqueeze(1)
+        if method == "mean":
+            histories = [
+                h if u < 0 else np.concatenate([h, self.artifact.seen_items(u)])
+                for h, u in zip(histories, users.tolist(), strict=True)
+            ]
+        vectors, start, total = [], 0, 0
+        for end in range(1, len(histories) + 1):
+            total += len(histories[end - 1])
+            if total < FOLD_IN_BATCH and end < len(histories):
+                continue
+            batch = histories[start:end]
+            if method == "mean":
+                vectors.append(mean_embedding(self.item_embeddings, batch, self.user_norm))
+            else:
+                vectors.append(
+                    fold_in(
+                        self.item_embeddings,
+                        self.gram,
+                        batch,
+                        priors[start:end],
+                        confidence,
+                        regularization * self.gram_scale,
+                    )
+                )
+            start, total = end, 0
+        empty = torch.tensor([len(h) == 0 for h in histories], device=self.device)
+        return torch.where((empty & known).unsqueeze(1), priors, torch.cat(vectors))
+
+    def pair_scores(self, users: np.ndarray, items: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Model scores of user ``users[r]`` for items ``items[r]`` (empty when the user is -1),
+        computed for all pairs at once."""
+        lengths = np.array([len(i) if u >= 0 else 0 for u, i in zip(users, items, strict=True)])
+        if not lengths.sum():
+            return [np.empty(0) for _ in items]
+        rows = self.indices(np.repeat(users, lengths))
+        cols = self.indices(
+            np.concatenate([i for u, i in zip(users, items, strict=True) if u >= 0])
+        )
+        flat = (
+            (self.user_embeddings[rows] * self.item_embeddings[cols]).sum(dim=1)
+            + self.item_biases[cols]
+            + self.user_biases[rows]
+        )
+        return np.split(flat.double().cpu().numpy(), np.cumsum(lengths)[:-1])
