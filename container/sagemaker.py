@@ -29,7 +29,8 @@ CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 BATCH_GPU_AMI = "al2-ami-sagemaker-batch-gpu-535"
 ENDPOINT_GPU_AMI = "al2-ami-sagemaker-inference-gpu-2"
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
-DEFAULT_OBJECTIVE = "validation:ndcg@10"
+# Printed once after training (the per-epoch value is not the best one after early stopping).
+DEFAULT_OBJECTIVE = "final:validation:ndcg@10"
 
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _GPU_INSTANCE = re.compile(r"^ml\.[gp]\d")
@@ -287,7 +288,7 @@ def tuning_job_request(
 
     ``training_request`` is a :func:`training_job_request` (its name is not used; its
     hyperparameters stay fixed except the tuned ones). The objective, maximised, is one of the
-    metric names of :func:`metric_definitions` (default validation NDCG@10).
+    metric names of :func:`metric_definitions` (default: the final validation NDCG@10).
     """
     names = [
         metric["Name"] for metric in training_request["AlgorithmSpecification"]["MetricDefinitions"]

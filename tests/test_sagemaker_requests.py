@@ -6,12 +6,14 @@ checks its parameters against both our expected dict and botocore's model of the
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
 
 import pytest
 from botocore.stub import Stubber
+
 from mfrec import sagemaker as sm
 from mfrec.train.errors import ConfigError
 
@@ -19,7 +21,7 @@ IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mfrec:latest"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 METRICS = [
     {"Name": "train:loss", "Regex": r"train_loss=([0-9.eE+-]+);"},
-    {"Name": "validation:ndcg@10", "Regex": r"val_ndcg@10=([0-9.eE+-]+);"},
+    {"Name": "final:validation:ndcg@10", "Regex": r"final: .*val_ndcg@10=([0-9.eE+-]+);"},
 ]
 
 
@@ -44,6 +46,29 @@ def client(monkeypatch, tmp_path):
         client.stubber = stubber
         yield client
         stubber.assert_no_pending_responses()
+
+
+def test_requests_carry_trainings_metric_definitions(monkeypatch):
+    from mfrec.train.pipeline import METRIC_DEFINITIONS
+
+    monkeypatch.undo()  # the real definitions, not the fixed list
+
+    request = sm.training_job_request("j", IMAGE, ROLE, "s3://b/t", "s3://b/o")
+    assert request["AlgorithmSpecification"]["MetricDefinitions"] == list(METRIC_DEFINITIONS)
+    assert len(METRIC_DEFINITIONS) <= 40  # SageMaker's limit per training job
+    training_line = "epoch=3; train_loss=4.5; val_ndcg@10=0.0712; epoch_seconds=1.2;"
+    final_line = "final: val_ndcg@10=0.25; pop_ndcg@10=0.0639; best_epoch=12;"
+    values = {}
+    for metric in METRIC_DEFINITIONS:
+        for line in (training_line, final_line):
+            match = re.search(metric["Regex"], line)
+            if match:
+                values[metric["Name"]] = float(match.group(1))
+    assert values["validation:ndcg@10"] == 0.0712
+    assert values[sm.DEFAULT_OBJECTIVE] == 0.25
+    tuning = sm.tuning_job_request("t", request, {"k": sm.IntegerRange(1, 2)})
+    objective = tuning["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
+    assert objective == {"Type": "Maximize", "MetricName": "final:validation:ndcg@10"}
 
 
 def test_training_request_defaults():
@@ -304,7 +329,7 @@ def test_tuning_request():
             "Strategy": "Bayesian",
             "HyperParameterTuningJobObjective": {
                 "Type": "Maximize",
-                "MetricName": "validation:ndcg@10",
+                "MetricName": "final:validation:ndcg@10",
             },
             "ResourceLimits": {"MaxNumberOfTrainingJobs": 12, "MaxParallelTrainingJobs": 3},
             "ParameterRanges": {
@@ -338,7 +363,7 @@ def test_tuning_request():
         (
             {"objective_metric": "ndcg"},
             r"objective_metric='ndcg' is not a metric mfrec reports; use one of: train:loss, "
-            r"validation:ndcg@10",
+            r"final:validation:ndcg@10",
         ),
         ({"job_name": "x" * 33}, r"longer than 32 characters"),
         ({"ranges": {"k": (1, 2)}}, r"range for 'k' must be an IntegerRange"),
