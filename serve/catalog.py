@@ -74,6 +74,10 @@ class Catalog:
         chosen = np.flatnonzero(keep[order])[:top_n]
         return order[chosen], counts[chosen]
 
+    def attribute(self, name: str) -> np.ndarray | None:
+        """The values of item attribute ``name`` (one string per item), if the model has it."""
+        return self._attribute_values.get(name)
+
     def masks(self, filters: Filters) -> tuple[np.ndarray, np.ndarray | None]:
         """(banned item indices, allowed item indices or None) of a request's filters."""
         banned = [self.indices(filters.exclude_items)[0]]

@@ -265,6 +265,22 @@ def test_other_http_errors_and_internal_errors_are_one_line(client, monkeypatch,
     assert "ZeroDivisionError" in caplog.text
 
 
+def test_html_page_shows_recommendations_with_titles_and_escapes_input():
+    artifact = known_answer()
+    artifact.extra["item_attribute.title"] = np.array([f"Film <{k}>" for k in range(NUM_ITEMS)])
+    client = create_app(Recommender(artifact, "cpu"), settings=ServingSettings()).test_client()
+    empty = client.get("/")
+    assert empty.status_code == 200 and '<input name="user_id"' in empty.text
+    page = client.get("/?user_id=685&top_n=2").text
+    assert "Recommendations for 685" in page and "Film &lt;0&gt;" in page
+    assert page.index("<td>i0</td>") < page.index("<td>i2</td>")  # rows("685", 2): i0, i2
+    similar = client.get("/?item_id=i3&top_n=1").text
+    assert "Items like i3" in similar and "<td>i4</td>" in similar  # cos((3, 9), (4, 16))
+    hostile = client.get("/?user_id=<script>x</script>").text
+    assert "<script>x" not in hostile and "&lt;script&gt;x" in hostile
+    assert "top_n must be an integer" in client.get("/?user_id=685&top_n=lots").text
+
+
 def test_execution_parameters_fit_the_workers():
     params = make_app(workers=3).test_client().get("/execution-parameters").get_json()
     assert params == {
