@@ -1,0 +1,185 @@
+"""The training configuration: one frozen dataclass, parsed once from SageMaker's strings.
+
+The defaults were chosen by measurement on MovieLens 100K with the seed protocol (see
+``benchmarks/NOTES.md``), so a job with no hyperparameters at all trains a good model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from mfrec.train.errors import ConfigError
+
+LOSSES = ("softmax", "bpr", "hinge", "adaptive_hinge", "pointwise")
+SAMPLINGS = ("uniform", "popularity")
+SCHEDULES = ("constant", "cosine")
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+# Negatives per positive when num_negatives is left at "auto": the softmax shares one large set
+# of negatives across the batch (cheap: one matrix product); the pairwise losses draw their own
+# per positive, and the max-over-negatives of adaptive_hinge needs a few to find a hard one.
+AUTO_NEGATIVES = {"softmax": 1024, "adaptive_hinge": 8, "bpr": 4, "hinge": 4, "pointwise": 4}
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of the model and its training.
+
+    ``num_epochs`` is the maximum: with a validation set, training stops early when validation
+    NDCG@10 has not improved for ``early_stopping_patience`` evaluations (0 disables early
+    stopping), and with the automatic hold-out and ``refit`` the model is then retrained on all
+    the data for the best number of epochs. ``num_negatives=None`` means "auto" (see
+    :data:`AUTO_NEGATIVES`). ``l2`` multiplies the mean squared norm of the embeddings used in
+    each batch (users, positive items); ``negative_alpha`` is the exponent of the popularity
+    sampler (probability proportional to ``(count + 1) ** negative_alpha``).
+    ``recency_min_weight`` weights each user's interactions linearly by recency, from about
+    this value for the user's oldest to 1 for the newest (1 disables it; see
+    :func:`mfrec.train.split.recency_weights`).
+    """
+
+    embedding_dim: int = 128
+    num_epochs: int = 40
+    batch_size: int = 1024
+    learning_rate: float = 0.01
+    loss: str = "softmax"
+    num_negatives: int | None = None
+    negative_sampling: str = "uniform"
+    negative_alpha: float = 0.75
+    l2: float = 0.0
+    recency_min_weight: float = 0.1
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
+    user_bias: bool = False
+    seed: int = 42
+    device: str = "auto"
+    validation_fraction: float = 0.1
+    early_stopping_patience: int = 5
+    eval_every: int = 1
+    refit: bool = True
+
+    def __post_init__(self) -> None:
+        for name, (check, allowed) in _RULES.items():
+            value = getattr(self, name)
+            if value is None and name == "num_negatives":
+                continue
+            if _KINDS[name] is int and not isinstance(value, int):
+                raise ConfigError(f"{name}={value!r} is not a whole number; allowed: {allowed}")
+            if not check(value):
+                raise ConfigError(f"{name}={value!r} is out of range; allowed: {allowed}")
+        if self.warmup_epochs > self.num_epochs:
+            raise ConfigError(
+                f"warmup_epochs={self.warmup_epochs} exceeds num_epochs={self.num_epochs}; "
+                "lower warmup_epochs or raise num_epochs"
+            )
+
+    @property
+    def negatives(self) -> int:
+        """``num_negatives`` with "auto" resolved for the chosen loss."""
+        return self.num_negatives if self.num_negatives is not None else AUTO_NEGATIVES[self.loss]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able values, ``num_negatives`` resolved (saved in the artifact)."""
+        values = dataclasses.asdict(self)
+        values["num_negatives"] = self.negatives
+        return values
+
+    @classmethod
+    def hyperparameter_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_hyperparameters(
+        cls, mapping: Mapping[str, str], ignore: Iterable[str] = ()
+    ) -> TrainConfig:
+        """Parse SageMaker's string hyperparameters (``hyperparameters.json``).
+
+        Keys in ``ignore`` (options handled elsewhere, e.g. by the data import) and keys
+        starting with ``_`` or ``sagemaker_`` (added by tuning jobs and the SDK) are skipped.
+        Booleans accept ``true/false/1/0/yes/no`` in any case; ``num_negatives`` accepts
+        ``auto``.
+
+        Raises
+        ------
+        ConfigError
+            An unknown key (the message lists the valid names), a value that does not parse,
+            or one out of range (the message gives the allowed range or values).
+        """
+        ignore = set(ignore)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values = {}
+        for key, raw in mapping.items():
+            if key in ignore or key.startswith(("_", "sagemaker_")):
+                continue
+            if key not in fields:
+                valid = ", ".join(sorted(set(fields) | ignore))
+                raise ConfigError(f"unknown hyperparameter {key!r}; valid names are: {valid}")
+            values[key] = _parse(key, str(raw).strip())
+        return cls(**values)
+
+
+def _parse(name: str, text: str):
+    kind = _KINDS[name]
+    if kind is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{name}={text!r} is not a boolean; use true or false")
+    if name == "num_negatives" and text.lower() == "auto":
+        return None
+    if kind is str:
+        return text.lower()
+    try:
+        number = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a number; allowed: {_RULES[name][1]}") from None
+    if kind is int:
+        if not number.is_integer():
+            raise ConfigError(f"{name}={text!r} is not a whole number; allowed: {_RULES[name][1]}")
+        return int(number)
+    return number
+
+
+def _between(low: float, high: float, open_low: bool = False) -> Callable:
+    def check(value) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return (low < value if open_low else low <= value) and value <= high
+
+    return check
+
+
+def _one_of(options: Iterable[str]) -> Callable:
+    options = tuple(options)
+    return lambda value: value in options
+
+
+_RULES: dict[str, tuple[Callable, str]] = {
+    "embedding_dim": (_between(1, 4096), "integers 1 to 4096"),
+    "num_epochs": (_between(1, 100_000), "integers 1 to 100000"),
+    "batch_size": (_between(1, 1 << 24), "integers 1 to 16777216"),
+    "learning_rate": (_between(0, 10, open_low=True), "numbers > 0 and <= 10"),
+    "loss": (_one_of(LOSSES), ", ".join(LOSSES)),
+    "num_negatives": (_between(1, 1 << 20), "auto or integers 1 to 1048576"),
+    "negative_sampling": (_one_of(SAMPLINGS), ", ".join(SAMPLINGS)),
+    "negative_alpha": (_between(0, 2), "numbers 0 to 2"),
+    "l2": (_between(0, 100), "numbers 0 to 100"),
+    "recency_min_weight": (_between(0, 1), "numbers 0 to 1 (1: no recency weighting)"),
+    "lr_schedule": (_one_of(SCHEDULES), ", ".join(SCHEDULES)),
+    "warmup_epochs": (_between(0, 100_000), "integers 0 to num_epochs"),
+    "user_bias": (lambda v: isinstance(v, bool), "true or false"),
+    "seed": (_between(0, 2**63 - 1), "integers 0 to 2**63-1"),
+    "device": (lambda v: isinstance(v, str) and bool(_DEVICE.match(v)), "auto, cpu, cuda, cuda:N"),
+    "validation_fraction": (_between(0, 0.5), "numbers 0 (no hold-out) to 0.5"),
+    "early_stopping_patience": (_between(0, 100_000), "integers 0 (disabled) to 100000"),
+    "eval_every": (_between(1, 100_000), "integers 1 to 100000"),
+    "refit": (lambda v: isinstance(v, bool), "true or false"),
+}
+_KINDS = {
+    f.name: {"int": int, "float": float, "str": str, "bool": bool, "int | None": int}[f.type]
+    for f in dataclasses.fields(TrainConfig)
+}

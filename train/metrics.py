@@ -1,0 +1,175 @@
+"""Ranking metrics with Amazon Personalize's definitions, in one batched pass over the users.
+
+Definitions (``../shared/BENCHMARKS.md``, protocol Q, step 5), for each evaluated user:
+
+- Ranking: all items are scored; with ``exclude_seen`` the user's training items get -inf and
+  are never recommended. Items are ordered by descending score, **ties broken by the lower
+  item index first**, and the first ``k`` (25) form the user's list. Items scored -inf (when
+  fewer than ``k`` remain) are not part of the list.
+- Relevant items: the user's distinct test items, less (with ``exclude_seen``) those among
+  their training items, which cannot be recommended. Users with no relevant item are not
+  evaluated; every metric is the mean over evaluated users.
+- ``precision@K`` = hits in the top K / K (K = 5, 10, 25), also when fewer items are relevant.
+- ``recall@10`` = hits in the top 10 / min(10, number of relevant items).
+- ``mrr@25`` = 1 / (1-based position of the first hit in the top 25); 0 without a hit.
+- ``ndcg@K`` = DCG / ideal DCG with gain ``1 / log2(1 + position)`` per hit (positions from 1),
+  the ideal being min(K, number of relevant items) hits at the top (K = 5, 10, 25).
+- ``coverage`` = share of the catalogue (``num_items``) that appears in at least one
+  evaluated user's top-``k`` list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from mfrec.train.interactions import Interactions
+
+CUTOFFS = {"precision": (5, 10, 25), "recall": (10,), "mrr": (25,), "ndcg": (5, 10, 25)}
+METRIC_NAMES = [f"{name}@{k}" for name, ks in CUTOFFS.items() for k in ks] + ["coverage"]
+
+
+def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of the ``k`` best items per row, by descending score then ascending index.
+
+    Parameters
+    ----------
+    scores : Tensor (B, num_items)
+
+    Returns
+    -------
+    LongTensor (B, min(k, num_items))
+    """
+    k = min(k, scores.shape[1])
+    values, index = torch.topk(scores, k, dim=1)
+    # topk orders ties arbitrarily: sort each row's k winners by index, then stably by score.
+    index, position = index.sort(dim=1)
+    values = values.gather(1, position)
+    values, position = values.sort(dim=1, descending=True, stable=True)
+    index = index.gather(1, position)
+    # Where a tie straddles the k-th place, topk may have kept the wrong tied items: those rows
+    # (rare for learnt scores, common for popularity counts) get an exact stable full sort.
+    kth = values[:, -1:]
+    straddle = (scores == kth).sum(dim=1) > (values == kth).sum(dim=1)
+    if straddle.any():
+        rows = straddle.nonzero().squeeze(1)
+        full = torch.sort(scores[rows], dim=1, descending=True, stable=True).indices[:, :k]
+        index[rows] = full
+    return index
+
+
+def _csr_rows(indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor):
+    """(row position, column) pairs of the CSR rows ``rows``, without a Python loop."""
+    starts = indptr[rows]
+    lengths = indptr[rows + 1] - starts
+    row_pos = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths)
+    offsets = torch.arange(int(lengths.sum()), device=rows.device) - torch.repeat_interleave(
+        torch.cumsum(lengths, 0) - lengths, lengths
+    )
+    return row_pos, indices[torch.repeat_interleave(starts, lengths) + offsets]
+
+
+def _csr(data: Interactions, device) -> tuple[torch.Tensor, torch.Tensor]:
+    indptr, indices = data.to_csr()
+    return torch.as_tensor(indptr, device=device), torch.as_tensor(indices, device=device)
+
+
+@torch.no_grad()
+def evaluate(
+    scorer,
+    train: Interactions,
+    test: Interactions,
+    k: int = 25,
+    exclude_seen: bool = True,
+    device: str | torch.device | None = None,
+    chunk_elements: int = 1 << 24,
+) -> dict[str, float]:
+    """Personalize-style ranking metrics of ``scorer`` on ``test`` (see the module docstring).
+
+    Parameters
+    ----------
+    scorer : MatrixFactorization or callable
+        A model with ``score_users``, or a function ``user_idx (B,) -> scores (B, num_items)``.
+    train, test : Interactions
+        In the same index spaces; ``train`` gives the items excluded from ranking.
+    k : int
+        Length of each user's list (metrics at cutoffs above ``k`` are omitted).
+    device : torch.device, optional
+        Where scoring runs; defaults to the model's device, else the CPU.
+    chunk_elements : int
+        Users are scored in chunks of about this many (user, item) scores.
+
+    Returns
+    -------
+    dict
+        ``precision@5``, ``precision@10``, ``precision@25``, ``recall@10``, ``mrr@25``,
+        ``ndcg@5``, ``ndcg@10``, ``ndcg@25``, ``coverage`` (floats) and ``num_users`` (users
+        evaluated). All metrics are 0.0 when no user can be evaluated.
+    """
+    score_fn: Callable = getattr(scorer, "score_users", scorer)
+    if device is None:
+        params = list(scorer.parameters()) if hasattr(scorer, "parameters") else []
+        device = params[0].device if params else torch.device("cpu")
+    num_items = train.num_items
+    test_ptr, test_idx = _csr(test, device)
+    seen_ptr, seen_idx = _csr(train, device)
+    users = torch.nonzero(test_ptr[1:] > test_ptr[:-1]).squeeze(1)
+    cutoffs = {name: [c for c in ks if c <= k] for name, ks in CUTOFFS.items()}
+    discounts = 1.0 / torch.log2(torch.arange(2, k + 2, device=device, dtype=torch.float64))
+    ideal = torch.cumsum(discounts, 0)
+    sums = {f"{name}@{c}": 0.0 for name, cs in cutoffs.items() for c in cs}
+    sums = {name: torch.zeros((), dtype=torch.float64, device=device) for name in sums}
+    covered = torch.zeros(num_items, dtype=torch.bool, device=device)
+    evaluated = torch.zeros((), dtype=torch.int64, device=device)
+    chunk = max(1, chunk_elements // max(1, num_items))
+    for start in range(0, len(users), chunk):
+        rows = users[start : start + chunk]
+        scores = score_fn(rows).to(device=device, dtype=torch.float32).clone()
+        relevant = torch.zeros(scores.shape, dtype=torch.bool, device=device)
+        relevant[_csr_rows(test_ptr, test_idx, rows)] = True
+        if exclude_seen:
+            seen = _csr_rows(seen_ptr, seen_idx, rows)
+            scores[seen] = float("-inf")
+            relevant[seen] = False
+        index = top_k(scores, k)
+        listed = scores.gather(1, index) > float("-inf")
+        hits = relevant.gather(1, index) & listed
+        num_relevant = relevant.sum(dim=1)
+        keep = num_relevant > 0
+        hits, num_relevant = hits[keep].double(), num_relevant[keep]
+        covered[index[keep][listed[keep]]] = True
+        evaluated += keep.sum()
+        for c in cutoffs["precision"]:
+            sums[f"precision@{c}"] += hits[:, :c].sum() / c
+        for c in cutoffs["recall"]:
+            sums[f"recall@{c}"] += (hits[:, :c].sum(1) / num_relevant.clamp(max=c)).sum()
+        for c in cutoffs["mrr"]:
+            first = hits[:, :c].argmax(dim=1)
+            reciprocal = 1.0 / (first + 1).double()
+            sums[f"mrr@{c}"] += (reciprocal * (hits[:, :c].sum(1) > 0)).sum()
+        for c in cutoffs["ndcg"]:
+            dcg = (hits[:, :c] * discounts[: hits[:, :c].shape[1]]).sum(1)
+            sums[f"ndcg@{c}"] += (dcg / ideal[num_relevant.clamp(max=c) - 1]).sum()
+    count = int(evaluated)
+    result = {name: (float(total) / count if count else 0.0) for name, total in sums.items()}
+    result["coverage"] = float(covered.sum()) / num_items if count else 0.0
+    result["num_users"] = count
+    return result
+
+
+def popularity_scores(train: Interactions) -> np.ndarray:
+    """The popularity baseline's item scores: training interactions per item, (num_items,)."""
+    return train.item_counts().astype(np.float32)
+
+
+def popularity_scorer(train: Interactions, device: str | torch.device = "cpu") -> Callable:
+    """A ``score_users`` function that gives every user the training counts of the items."""
+    counts = torch.as_tensor(popularity_scores(train), device=device)
+    return lambda user_idx: counts.expand(len(user_idx), -1)
+
+
+def evaluate_popularity(train: Interactions, test: Interactions, k: int = 25, device="cpu"):
+    """:func:`evaluate` for the popularity baseline (same definitions, same exclusions)."""
+    return evaluate(popularity_scorer(train, device), train, test, k=k, device=device)

@@ -1,0 +1,115 @@
+"""The matrix factorisation model: user and item embeddings plus biases, dot-product score.
+
+``score(u, i) = user_embeddings[u] @ item_embeddings[i] + user_biases[u] + item_biases[i]``,
+the same formula :mod:`mfrec.train.artifact` documents, so a model and its artifact score alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+# Initial embeddings ~ N(0, INIT_STD^2): small enough that all scores start near zero (every
+# loss starts in its linear regime), large enough to break the symmetry between factors.
+INIT_STD = 0.1
+
+
+class MatrixFactorization(nn.Module):
+    """User/item embeddings with an item bias and an optional user bias.
+
+    The initial weights are drawn on the CPU from ``torch.Generator().manual_seed(seed)`` and
+    then moved, so a seed gives the same starting point on every device.
+
+    Parameters
+    ----------
+    num_users, num_items, embedding_dim : int
+    user_bias : bool
+        Learn a per-user bias. It shifts all of a user's scores equally, so it never changes a
+        ranking; it only matters to losses that compare scores across users (pointwise).
+    seed : int
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        embedding_dim: int,
+        user_bias: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.user_embeddings = nn.Parameter(
+            torch.randn(num_users, embedding_dim, generator=generator) * INIT_STD
+        )
+        self.item_embeddings = nn.Parameter(
+            torch.randn(num_items, embedding_dim, generator=generator) * INIT_STD
+        )
+        self.item_biases = nn.Parameter(torch.zeros(num_items))
+        self.user_biases = nn.Parameter(torch.zeros(num_users), requires_grad=user_bias)
+
+    @property
+    def num_users(self) -> int:
+        return self.user_embeddings.shape[0]
+
+    @property
+    def num_items(self) -> int:
+        return self.item_embeddings.shape[0]
+
+    def forward(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        """Scores of (user, item) pairs.
+
+        Parameters
+        ----------
+        user_idx : LongTensor (B,)
+        item_idx : LongTensor (B,) or (B, N)
+
+        Returns
+        -------
+        Tensor (B,) or (B, N)
+        """
+        users = self.user_embeddings[user_idx]
+        items = self.item_embeddings[item_idx]
+        if item_idx.dim() == 1:
+            dot = (users * items).sum(dim=-1)
+        else:
+            dot = torch.einsum("bd,bnd->bn", users, items)
+            return dot + self.item_biases[item_idx] + self.user_biases[user_idx][:, None]
+        return dot + self.item_biases[item_idx] + self.user_biases[user_idx]
+
+    def score_shared(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
+        """Scores of every user against one shared set of items, (B,) x (N,) -> (B, N)."""
+        users = self.user_embeddings[user_idx]
+        scores = users @ self.item_embeddings[item_idx].T + self.item_biases[item_idx]
+        return scores + self.user_biases[user_idx][:, None]
+
+    @torch.no_grad()
+    def score_users(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Scores of the given users for all items, (B,) -> (B, num_items)."""
+        scores = self.user_embeddings[user_idx] @ self.item_embeddings.T + self.item_biases
+        return scores + self.user_biases[user_idx][:, None]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The weights as float32 NumPy arrays named as in :class:`ModelArtifact`."""
+        return {
+            name: getattr(self, name).detach().cpu().numpy().astype(np.float32)
+            for name in ("user_embeddings", "item_embeddings", "user_biases", "item_biases")
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays, device: str | torch.device = "cpu") -> MatrixFactorization:
+        """Rebuild a model from :meth:`arrays` or a :class:`ModelArtifact` (anything with
+        those four attributes or keys), on ``device``."""
+
+        def get(name):
+            return arrays[name] if isinstance(arrays, dict) else getattr(arrays, name)
+
+        user_embeddings = np.asarray(get("user_embeddings"))
+        num_users, embedding_dim = user_embeddings.shape
+        num_items = len(get("item_embeddings"))
+        model = cls(num_users, num_items, embedding_dim)
+        with torch.no_grad():
+            for name in ("user_embeddings", "item_embeddings", "user_biases", "item_biases"):
+                getattr(model, name).copy_(torch.from_numpy(np.asarray(get(name), np.float32)))
+        return model.to(device)
