@@ -136,10 +136,10 @@ class Trainer:
             :data:`DIVERGENCE_FACTOR` times an untrained model's.
         """
         if self.batch == 0:
-            self._shuffle_state = self.shuffle_generator.get_state()
             self.loss_sum.zero_()
-        else:
-            self.shuffle_generator.set_state(self._shuffle_state)
+        # The shuffle generator restarts from its state at the start of this epoch, so that an
+        # epoch resumed mid-way sees the same order as the one that was interrupted.
+        self.shuffle_generator.set_state(self._shuffle_state)
         order = torch.randperm(
             len(self.users), generator=self.shuffle_generator, device=self.device
         )
@@ -160,6 +160,7 @@ class Trainer:
             if on_batch is not None:
                 on_batch()
         mean_loss = self.loss_sum.item() / self.steps_per_epoch
+        self._shuffle_state = self.shuffle_generator.get_state()
         self.epoch += 1
         self.batch = 0
         self._check_diverged(mean_loss)
@@ -214,9 +215,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "shuffle_generator": self._shuffle_state
-            if self.batch
-            else self.shuffle_generator.get_state(),
+            "shuffle_generator": self._shuffle_state,
             "sample_generator": self.sample_generator.get_state(),
             "epoch": self.epoch,
             "batch": self.batch,

@@ -1,0 +1,192 @@
+"""train_model: progress lines and their regexes, validation, early stopping, refit,
+checkpoints (an interrupted and resumed run equals an uninterrupted one), the plot."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from mfrec.train.config import TrainConfig
+from mfrec.train.interactions import Interactions
+from mfrec.train.metrics import METRIC_NAMES, evaluate
+from mfrec.train.model import MatrixFactorization
+from mfrec.train.pipeline import METRIC_DEFINITIONS, train_model
+from mfrec.train.plot import plot_history
+from mfrec.train.split import align_to, temporal_split
+
+CONFIG = TrainConfig(
+    embedding_dim=4,
+    num_epochs=4,
+    batch_size=64,
+    num_negatives=16,
+    device="cpu",
+    early_stopping_patience=0,
+)
+
+
+def small_data(seed=0) -> Interactions:
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, 25, size=400)
+    items = (users % 5) * 6 + rng.integers(0, 6, size=400)
+    return Interactions.from_ids(users, items, timestamps=rng.integers(0, 1000, size=400))
+
+
+def run(config=CONFIG, data=None, **kwargs):
+    out = io.StringIO()
+    result = train_model(data if data is not None else small_data(), config, out=out, **kwargs)
+    return result, out.getvalue().splitlines()
+
+
+def scores(artifact) -> torch.Tensor:
+    model = MatrixFactorization.from_arrays(artifact)
+    return model.score_users(torch.arange(model.num_users))
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return run()
+
+
+def test_metric_definitions_parse_the_real_lines(reference):
+    result, lines = reference
+    fit_lines = [line for line in lines if line.startswith("epoch=") and "phase=refit" not in line]
+    refit_lines = [line for line in lines if "phase=refit" in line]
+    assert len(fit_lines) == 4 and len(refit_lines) == result.metrics["best_epoch"]
+    assert lines[-1].startswith("final: ")
+    found = {
+        d["Name"]: [m.group(1) for m in map(re.compile(d["Regex"]).search, lines) if m]
+        for d in METRIC_DEFINITIONS
+    }
+    assert len(METRIC_DEFINITIONS) <= 40  # SageMaker's limit
+    fit_history = [row for row in result.history if "val_ndcg@10" in row]
+    assert [float(v) for v in found["train:loss"]] == pytest.approx(
+        [row["train_loss"] for row in result.history], rel=1e-5
+    )
+    for name in METRIC_NAMES:
+        assert [float(v) for v in found[f"validation:{name}"]] == pytest.approx(
+            [row[f"val_{name}"] for row in fit_history], rel=1e-5
+        )
+        assert [float(v) for v in found[f"final:validation:{name}"]] == pytest.approx(
+            [result.metrics["mfrec"][name]], rel=1e-5
+        )
+        assert [float(v) for v in found[f"final:popularity:{name}"]] == pytest.approx(
+            [result.metrics["popularity"][name]], rel=1e-5
+        )
+    assert len(found["popularity:ndcg@10"]) == 4 and len(found["train:epoch_seconds"]) == 8
+
+
+def test_refit_retrains_on_all_data_for_the_best_epoch_count(reference):
+    result, _ = reference
+    best = result.metrics["best_epoch"]
+    assert result.metrics["validation"] == "holdout" and result.metrics["refit"] is True
+    assert result.metrics["epochs_trained"] == best
+    refit = [row for row in result.history if row.get("phase") == "refit"]
+    assert [row["epoch"] for row in refit] == list(range(1, best + 1))
+    assert not result.interrupted
+    best_fit = max(
+        (row for row in result.history if "val_ndcg@10" in row), key=lambda row: row["val_ndcg@10"]
+    )
+    assert result.metrics["mfrec"]["ndcg@10"] == best_fit["val_ndcg@10"]
+
+
+def test_without_refit_the_best_validated_epoch_is_kept():
+    config = TrainConfig(**{**CONFIG.__dict__, "refit": False})
+    result, lines = run(config)
+    data = small_data()
+    fit, holdout = temporal_split(data, config.validation_fraction)
+    model = MatrixFactorization.from_arrays(result.artifact)
+    assert evaluate(model, fit, holdout) == result.metrics["mfrec"]
+    assert "phase=refit" not in "\n".join(lines) and result.metrics["refit"] is False
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement():
+    # A learning rate this small changes no ranking, so NDCG@10 never improves after epoch 1.
+    config = TrainConfig(
+        **{**CONFIG.__dict__, "learning_rate": 1e-9, "num_epochs": 20, "early_stopping_patience": 2}
+    )
+    result, _ = run(config)
+    fit_epochs = [row["epoch"] for row in result.history if row.get("phase") != "refit"]
+    assert fit_epochs == [1, 2, 3] and result.metrics["best_epoch"] == 1
+
+
+def test_validation_set_is_aligned_and_used_without_refit():
+    data = small_data()
+    valid = Interactions.from_ids(
+        list(data.user_ids[:10]) + ["stranger"], list(data.item_ids[:10]) + [data.item_ids[0]]
+    )
+    result, lines = run(data=data, valid=valid)
+    assert result.metrics["validation"] == "channel" and result.metrics["refit"] is False
+    assert result.metrics["validation_dropped"]["unknown_user_rows"] == 1
+    aligned, _ = align_to(valid, data)
+    model = MatrixFactorization.from_arrays(result.artifact)  # the best epoch's weights
+    assert evaluate(model, data, aligned) == result.metrics["mfrec"]
+    assert not any("phase=refit" in line for line in lines)
+
+
+def test_without_validation_all_epochs_train_and_the_final_line_says_so():
+    config = TrainConfig(**{**CONFIG.__dict__, "validation_fraction": 0.0, "num_epochs": 3})
+    result, lines = run(config)
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert result.metrics["mfrec"] == {} and result.metrics["validation"] == "none"
+    assert re.fullmatch(r"final: train_loss=[0-9.e+-]+; epochs_trained=3; refit=false;", lines[-1])
+
+
+def counting_stop(after: int):
+    """A should_stop that turns true on its ``after``-th call (one call per batch)."""
+    calls = {"n": 0}
+
+    def should_stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > after
+
+    return should_stop, calls
+
+
+@pytest.mark.parametrize("stop_after", [9, 31])  # mid-epoch in the fit phase; in the refit
+def test_interrupted_and_resumed_run_equals_uninterrupted(reference, tmp_path, caplog, stop_after):
+    expected, _ = reference
+    should_stop, _ = counting_stop(stop_after)
+    first, _ = run(checkpoint_dir=tmp_path, should_stop=should_stop)
+    assert first.interrupted
+    assert len(list(tmp_path.glob("checkpoint-*.pt"))) <= 2
+    never, calls = counting_stop(10**9)
+    with caplog.at_level(logging.INFO, logger="mfrec.train"):
+        resumed, lines = run(checkpoint_dir=tmp_path, should_stop=never)
+    assert "resuming from checkpoint" in caplog.text
+    total_batches = sum(1 for row in expected.history) * 6  # 6 batches per epoch (or fewer)
+    assert calls["n"] < total_batches  # it continued rather than starting over
+    assert torch.equal(scores(resumed.artifact), scores(expected.artifact))
+    strip = [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in resumed.history]
+    assert strip == [
+        {k: v for k, v in row.items() if k != "epoch_seconds"} for row in expected.history
+    ]
+    assert resumed.metrics == expected.metrics and not resumed.interrupted
+
+
+def test_stop_before_the_first_batch_returns_at_once(tmp_path):
+    result, lines = run(checkpoint_dir=tmp_path, should_stop=lambda: True)
+    assert result.interrupted and result.history == [] and lines == []
+    assert len(list(tmp_path.glob("checkpoint-*.pt"))) == 1
+
+
+def test_checkpoint_of_another_config_is_ignored(tmp_path, caplog):
+    should_stop, _ = counting_stop(5)
+    run(checkpoint_dir=tmp_path, should_stop=should_stop)
+    other = TrainConfig(**{**CONFIG.__dict__, "seed": 5})
+    with caplog.at_level(logging.INFO, logger="mfrec.train"):
+        result, _ = run(other, checkpoint_dir=tmp_path)
+    assert re.search(r"ignoring checkpoint .*different config", caplog.text)
+    assert torch.equal(scores(result.artifact), scores(run(other)[0].artifact))
+
+
+def test_plot_history_writes_a_png(reference, tmp_path):
+    result, _ = reference
+    path = plot_history(result.history, tmp_path / "out" / "curve.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bare = plot_history([{"epoch": 1, "train_loss": 1.0}], tmp_path / "bare.png")
+    assert bare.stat().st_size > 1000
