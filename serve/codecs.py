@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfrec.serve.csvrows import csv_rows
 from mfrec.serve.requests import Recommendation, RecordError, Request, request_from_fields
 from mfrec.train.errors import MfrecError
 
@@ -219,26 +220,46 @@ def _scores(answer: Recommendation, missing) -> list:
 
 def encode_csv(answers: Answers, style: str = "mfrec") -> bytes:
     """``user_id,item_id,score`` rows, best first, records in order, no header, and no trailing
-    newline (SageMaker's AssembleWith=Line adds one per response). The first column is the
-    record's subject (the item id for similar items, empty for popular items). A record that
-    failed gives ``user_id,,error: <reason>``; one left with no items gives ``user_id,,``; an
-    item the model does not know (ranking) has an empty score."""
-    lines: list[str] = []
+    newline (SageMaker's AssembleWith=Line adds one per response); scores with 6 decimals.
+
+    The first column is the record's subject (the item id for similar items, empty for popular
+    items). A record that failed gives ``user_id,,error: <reason>``; one left with no items
+    gives ``user_id,,``; an item the model does not know (ranking) has an empty score. Runs of
+    plain records are formatted as arrays (:mod:`mfrec.serve.csvrows`), the rest row by row.
+    """
+    parts: list[bytes] = []
+    run: list[tuple[Record, Recommendation]] = []
     for record, answer in answers:
-        prefix = _csv_field(record.subject) + ","
-        if answer.error is not None:
-            lines.append(prefix + "," + _csv_field("error: " + answer.error))
+        if answer.error is None and len(answer.item_ids) and not np.isnan(answer.scores).any():
+            run.append((record, answer))
             continue
-        ids = answer.item_ids.tolist()
-        joined = "".join(ids)
-        if any(c in joined for c in ',"\r\n'):
-            ids = [_csv_field(item_id) for item_id in ids]
-        if not ids:
-            lines.append(prefix + ",")
-        scores = _scores(answer, "")
-        rows = zip(ids, scores, strict=True)
-        lines.extend([f"{prefix}{item_id},{score}" for item_id, score in rows])
-    return "\n".join(lines).encode("utf-8")
+        parts += _csv_run(run)
+        run = []
+        parts.append(_csv_lines(record, answer).encode("utf-8"))
+    parts += _csv_run(run)
+    return b"\n".join(parts)
+
+
+def _csv_run(run: list[tuple[Record, Recommendation]]) -> list[bytes]:
+    if not run:
+        return []
+    subjects = [record.subject for record, _ in run]
+    fast = csv_rows(subjects, [a.item_ids for _, a in run], [a.scores for _, a in run])
+    if fast is not None:
+        return [fast]
+    return ["\n".join(_csv_lines(record, answer) for record, answer in run).encode("utf-8")]
+
+
+def _csv_lines(record: Record, answer: Recommendation) -> str:
+    """One record's rows, formatted one by one (quoting, errors, empty lists, NaN scores)."""
+    prefix = _csv_field(record.subject) + ","
+    if answer.error is not None:
+        return prefix + "," + _csv_field("error: " + answer.error)
+    if not len(answer.item_ids):
+        return prefix + ","
+    ids = [_csv_field(item_id) for item_id in answer.item_ids.tolist()]
+    scores = ["" if s != s else f"{s:.6f}" for s in answer.scores.tolist()]
+    return "\n".join(f"{prefix}{i},{s}" for i, s in zip(ids, scores, strict=True))
 
 
 def _object(record: Record, answer: Recommendation, style: str) -> dict:

@@ -39,7 +39,7 @@ def rows(user_id: str, top_n: int, exclude_seen: bool = True) -> list[str]:
     u = USER_IDS.index(user_id)
     ranking = sorted(range(NUM_ITEMS), key=lambda i: ((u - i) ** 2, i))
     ranking = [i for i in ranking if not (exclude_seen and i == u)][:top_n]
-    return [f"{user_id},i{i},{2 * u * i - i * i - i / (2 * NUM_ITEMS)}" for i in ranking]
+    return [f"{user_id},i{i},{2 * u * i - i * i - i / (2 * NUM_ITEMS):.6f}" for i in ranking]
 
 
 def make_app(**settings):
@@ -125,9 +125,9 @@ def test_every_request_type_in_one_body_single_equals_multi_record():
     rows_ = post(client, b"\n".join(lines)).text.split("\n")
     assert rows_[:2] == rows("685", 2)
     assert [row.split(",")[0] for row in rows_[2:4]] == ["i2", "i2"]  # similar: the item first
-    assert rows_[4:7] == ["302,i1,-1.0625", "302,i3,-9.1875", "302,nope,"]  # unknown: no score
+    assert rows_[4:7] == ["302,i1,-1.062500", "302,i3,-9.187500", "302,nope,"]  # unknown: no score
     assert [row.split(",")[0] for row in rows_[7:9]] == ["new", "new"]
-    assert rows_[9:11] == [",i0,8.0", ",i1,7.0"]
+    assert rows_[9:11] == [",i0,8.000000", ",i1,7.000000"]
     assert rows_[11].startswith(',,"error: this model has no trending counts')
     assert rows_[12] == "i2,,"  # each user saw one item: nothing co-occurs, no items
     objects = [
@@ -161,9 +161,9 @@ def test_json_responses(client):
     assert response.mimetype == "application/json"
     first, second = response.get_json()["predictions"]
     assert first["user_id"] == "685" and len(first["item_ids"]) == 5
-    assert [f"685,{i},{s}" for i, s in zip(first["item_ids"], first["scores"], strict=True)] == (
-        rows("685", 5)
-    )
+    assert [
+        f"685,{i},{s:.6f}" for i, s in zip(first["item_ids"], first["scores"], strict=True)
+    ] == (rows("685", 5))
     lines = post(client, SEED, accept="application/jsonlines").text.split("\n")
     assert [json.loads(line) for line in lines] == [first, second]
 
@@ -180,7 +180,7 @@ def test_personalize_output_shape(client):
 def test_unknown_users_get_popular_items_or_error_rows():
     body = b'{"user_id": "nobody", "top_n": 2}\n{"user_id": "685", "top_n": 1}'
     assert post(make_app().test_client(), body).text == "\n".join(
-        ["nobody,i0,8.0", "nobody,i1,7.0"] + rows("685", 1)
+        ["nobody,i0,8.000000", "nobody,i1,7.000000"] + rows("685", 1)
     )
     strict = make_app(unknown_user="error").test_client()
     assert post(strict, body).text == "\n".join(

@@ -9,6 +9,7 @@ import pytest
 
 from mfrec.serve import codecs
 from mfrec.serve.codecs import Record, decode, decoder_for, negotiate
+from mfrec.serve.csvrows import csv_rows
 from mfrec.serve.requests import Recommendation, Request
 
 SEED = b'{"user_id": "685", "top_n": "5"}\n{"user_id": "302", "top_n": "5"}'
@@ -183,7 +184,7 @@ def answers() -> codecs.Answers:
 
 def test_csv_rows_in_order_with_quoting_error_and_empty_rows_and_no_trailing_newline():
     assert codecs.encode_csv(answers()).decode() == (
-        '685,50,4.5\n685,181,3.25\n"x,y","a""b",1.0\n"x,y",c,-0.5\n'
+        '685,50,4.500000\n685,181,3.250000\n"x,y","a""b",1.000000\n"x,y",c,-0.500000\n'
         ",,error: the record is not valid JSON\n7,,"
     )
 
@@ -228,3 +229,32 @@ def test_popular_requests_are_labelled_in_json():
         "item_ids": ["a"],
         "scores": [3.0],
     }
+
+
+def test_vectorised_rows_equal_row_by_row_formatting():
+    rng = np.random.default_rng(5)
+    scores = [
+        np.round(rng.normal(scale=s, size=n), 6) + 0.0 for s, n in ((1, 3), (1e4, 5), (1e-4, 4))
+    ]
+    scores[0][:2] = [0.0, -0.5]
+    ids = [np.array([f"i{k}" for k in range(len(s))], dtype=object) for s in scores]
+    want = "\n".join(
+        f"{u},{i},{x:.6f}"
+        for u, row_ids, row in zip(["a", "b", "c"], ids, scores, strict=True)
+        for i, x in zip(row_ids, row.tolist(), strict=True)
+    )
+    assert csv_rows(["a", "b", "c"], ids, scores).decode() == want
+    unicode = csv_rows(["ü"], [np.array(["é"], dtype=object)], [np.array([1.5])])
+    assert unicode.decode() == "ü,é,1.500000"
+    quoted = [np.array(["a,b"], dtype=object)]
+    assert csv_rows(["x"], quoted, [np.array([1.0])]) is None
+    assert csv_rows(["x"], [np.array(["a"], dtype=object)], [np.array([np.nan])]) is None
+    assert csv_rows(["x"], [np.array(["a"], dtype=object)], [np.array([1e13])]) is None
+
+
+def test_a_run_that_needs_quoting_falls_back_to_row_by_row():
+    record = Record({}, user("q"), None, "q,1")
+    answer = Recommendation(np.array(["a"], dtype=object), np.array([2.0]))
+    assert (
+        codecs.encode_csv([(record, answer)] * 2).decode() == '"q,1",a,2.000000\n"q,1",a,2.000000'
+    )

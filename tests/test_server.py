@@ -45,7 +45,9 @@ def known_answer() -> ModelArtifact:
 def rows(user_id: str, top_n: int) -> list[str]:
     u = USER_IDS.index(user_id)
     ranking = [i for i in sorted(range(NUM_ITEMS), key=lambda i: ((u - i) ** 2, i)) if i != u]
-    return [f"{user_id},i{i},{2 * u * i - i * i - i / (2 * NUM_ITEMS)}" for i in ranking[:top_n]]
+    return [
+        f"{user_id},i{i},{2 * u * i - i * i - i / (2 * NUM_ITEMS):.6f}" for i in ranking[:top_n]
+    ]
 
 
 def free_port() -> int:

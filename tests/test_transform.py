@@ -50,7 +50,7 @@ def seed_out() -> bytes:
         u = USER_IDS.index(user_id)
         ranking = [i for i in sorted(range(NUM_ITEMS), key=lambda i: ((u - i) ** 2, i)) if i != u]
         lines += [
-            f"{user_id},i{i},{2 * u * i - i * i - i / (2 * NUM_ITEMS)}\n" for i in ranking[:5]
+            f"{user_id},i{i},{2 * u * i - i * i - i / (2 * NUM_ITEMS):.6f}\n" for i in ranking[:5]
         ]
     return "".join(lines).encode()
 
