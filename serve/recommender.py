@@ -332,7 +332,7 @@ class Recommender:
         t = self._tensors() if any(jobs for jobs, _ in groups.values()) else None
         jobs, items = groups["embedding"]
         if jobs:
-            queries = t.item_normed[t.indices(items)]
+            queries = t.cosine.keys[t.indices(items)]
             for job, answer in zip(
                 jobs, self._search(t.cosine, queries, jobs, self._masks(jobs)), strict=True
             ):

@@ -21,7 +21,7 @@ fewer items, never an error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -58,6 +58,9 @@ class Filters:
         )
 
 
+NO_FILTERS = Filters()
+
+
 @dataclass(frozen=True)
 class Request:
     """One record of a request body, type-checked; ``None`` means the deployment's default.
@@ -74,7 +77,7 @@ class Request:
     top_n: int | None = None
     exclude_seen: bool | None = None
     similarity: str | None = None
-    filters: Filters = field(default_factory=Filters)
+    filters: Filters = NO_FILTERS
 
     @classmethod
     def from_fields(cls, type: str | None = None, **fields) -> Request:  # noqa: A002
@@ -256,5 +259,5 @@ def request_from_fields(obj: dict) -> Request:
             raise RecordError(f"field {name!r} is given twice (as {key!r} too)")
         if value is not None:
             fields[name] = _PARSERS[name](value, key)
-    filters = Filters(**{name: fields.pop(name) for name in FILTER_FIELDS if name in fields})
-    return Request.from_fields(filters=filters, **fields)
+    filters = {name: fields.pop(name) for name in FILTER_FIELDS if name in fields}
+    return Request.from_fields(filters=Filters(**filters) if filters else NO_FILTERS, **fields)

@@ -70,6 +70,7 @@ class TopK:
     """
 
     def __init__(self, keys: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        self.keys = keys
         self.keys_t = keys.T
         self.bias = bias if bias is not None else torch.zeros(len(keys), device=keys.device)
         self.num_items = len(keys)

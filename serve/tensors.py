@@ -56,14 +56,20 @@ class ModelTensors:
         self.user_biases = _tensor(artifact.user_biases, device)
         self.item_embeddings = _tensor(artifact.item_embeddings, device)
         self.item_biases = _tensor(artifact.item_biases, device)
-        norms = self.item_embeddings.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        self.item_normed = self.item_embeddings / norms
         self.scores = TopK(self.item_embeddings, self.item_biases)
-        self.cosine = TopK(self.item_normed)
+        self._cosine: TopK | None = None
         self.gram = self.item_embeddings.T @ self.item_embeddings
         self.gram_scale = float(torch.trace(self.gram)) / max(1, artifact.embedding_dim)
         users = self.user_embeddings.norm(dim=1)
         self.user_norm = float(users.median()) if len(users) else 1.0
+
+    @property
+    def cosine(self) -> TopK:
+        """Top-k by cosine between items (unit item vectors: built on the first request)."""
+        if self._cosine is None:
+            norms = self.item_embeddings.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            self._cosine = TopK(self.item_embeddings / norms)
+        return self._cosine
 
     def indices(self, idx: np.ndarray | list[int]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(idx, dtype=np.int64)).to(self.device)
