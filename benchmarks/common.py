@@ -117,14 +117,22 @@ def versions() -> dict:
 
 
 def git_commit() -> dict:
-    """The commit the code ran at and whether the working tree had uncommitted changes."""
+    """The commit, whether train/ or benchmarks/ differ from it, and a digest of their code."""
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else ""
 
-    status = git("status", "--porcelain", "--untracked-files=no", "--", "train", "benchmarks")
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(status)}
+    status = git("status", "--porcelain", "--", "train", "benchmarks")
+    # The digest identifies the exact training and benchmark code even when it is uncommitted.
+    digest = hashlib.sha256()
+    for path in sorted([*REPO.glob("train/*.py"), *REPO.glob("benchmarks/*.py")]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty": bool(status),
+        "code_sha256": digest.hexdigest()[:16],
+    }
 
 
 def command_line(module: str, argv: list[str] | None) -> str:

@@ -136,6 +136,7 @@ def run_mfrec_defaults(train, test, overrides=None) -> dict:
         "fit_seconds": seconds,
         "best_epoch": result.metrics.get("best_epoch"),
         "test": evaluate(artifact_scorer(result.artifact), train, test),
+        "config": result.artifact.config,
     }
 
 
@@ -160,6 +161,7 @@ def run_mfrec_tuned(train, test, fit, valid, budget: int, overrides=None) -> dic
         "best_epoch": result.metrics.get("best_epoch"),
         "valid": chosen["valid"],
         "test": evaluate(artifact_scorer(result.artifact), train, test),
+        "config": result.artifact.config,
         "trials": trials,
     }
 

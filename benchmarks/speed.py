@@ -210,7 +210,7 @@ def run_naive(fit, valid, args) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=NAIVE["learning_rate"])
     rng = np.random.default_rng(args.seed)
     num_batches = math.ceil(len(fit) / NAIVE["batch_size"])
-    history, trained, extrapolated = [], 0.0, False
+    history, trained = [], 0.0
     for epoch in range(1, args.naive_epochs + 1):
         started = time.perf_counter()
         order = rng.permutation(len(fit))
@@ -241,7 +241,6 @@ def run_naive(fit, valid, args) -> dict:
         entry = {"epoch": epoch, "train_seconds": trained, "complete": complete}
         entry["loss"] = epoch_loss / done
         entry["epoch_seconds"] = seconds if complete else seconds * num_batches / done
-        extrapolated = extrapolated or not complete
         with torch.no_grad():
             weights = {
                 name: model[name].weight.cpu().numpy() for name in ("user", "item", "item_bias")
@@ -253,7 +252,6 @@ def run_naive(fit, valid, args) -> dict:
         if not complete or trained > args.naive_seconds:
             break
     summary = summarise(history)
-    summary["extrapolated"] = extrapolated
     summary["batches_per_epoch"] = num_batches
     summary["settings"] = {**NAIVE, "loss": args.naive_loss, "optimizer": "adam"}
     return summary
@@ -339,15 +337,24 @@ def mfrec_history(history) -> list[dict]:
 
 
 def summarise(history: list[dict]) -> dict:
-    """Median epoch time, time to the VALID plateau and the best VALID NDCG@10 of a history."""
+    """Epoch times, time to the VALID plateau and the best VALID NDCG@10 of a history.
+
+    Epoch times come from complete epochs (an epoch cut by a time box is extrapolated only when
+    no epoch completed): the median, and the minimum, which is the better estimate of a
+    system's own cost on a machine whose other jobs slow some epochs down.
+    """
     scored = [e for e in history if e.get("valid_ndcg@10") is not None]
     best = max((e["valid_ndcg@10"] for e in scored), default=None)
     plateau = None
     if best is not None:
         plateau = next(e["train_seconds"] for e in scored if e["valid_ndcg@10"] >= PLATEAU * best)
+    complete = [e for e in history if e.get("complete", True)] or history
+    times = [e["epoch_seconds"] for e in complete]
     return {
         "epochs": len(history),
-        "epoch_seconds": float(np.median([e["epoch_seconds"] for e in history])),
+        "epoch_seconds": float(np.median(times)),
+        "epoch_seconds_min": float(min(times)),
+        "extrapolated": not any(e.get("complete", True) for e in history),
         "time_to_plateau_seconds": plateau,
         "best_valid_ndcg@10": best,
         "history": history,
@@ -396,6 +403,9 @@ def compare(found: dict) -> dict:
         speedup = ratio(naive["epoch_seconds"], mfrec["epoch_seconds"])
         quality = mfrec["best_valid_ndcg@10"] >= naive["best_valid_ndcg@10"]
         out["naive_epoch_over_mfrec_epoch"] = speedup
+        out["naive_epoch_over_mfrec_epoch_fastest"] = ratio(
+            naive.get("epoch_seconds_min"), mfrec.get("epoch_seconds_min")
+        )
         out["mfrec_ndcg_at_least_naive"] = bool(quality)
         out["naive_target_met"] = bool(speedup >= 20 and quality)
     if mfrec and als:
@@ -411,7 +421,7 @@ def tables(results: dict, args) -> list[common.Table]:
         title=f"T — training speed ({args.device}), as ratios within each run",
         columns=[
             "dataset",
-            "naive epoch ÷ mfrec epoch (target ≥ 20)",
+            "naive epoch ÷ mfrec epoch (target ≥ 20): median [fastest]",
             "VALID NDCG@10 mfrec / naive",
             "mfrec time to plateau ÷ ALS time to best (target ≤ 1)",
             "mfrec epoch ÷ ALS iteration",
@@ -425,6 +435,7 @@ def tables(results: dict, args) -> list[common.Table]:
             "system",
             "FIT interactions",
             "s / epoch",
+            "fastest epoch s",
             "epochs run",
             "s to plateau",
             "s to best",
@@ -443,7 +454,8 @@ def tables(results: dict, args) -> list[common.Table]:
         ratios.rows.append(
             [
                 size,
-                _ratio_cell(cmp.get("naive_epoch_over_mfrec_epoch"), cmp.get("naive_target_met")),
+                _ratio_cell(cmp.get("naive_epoch_over_mfrec_epoch"), cmp.get("naive_target_met"))
+                + _fastest(cmp.get("naive_epoch_over_mfrec_epoch_fastest")),
                 " / ".join("–" if v is None else f"{v:.4f}" for v in ndcgs),
                 _ratio_cell(cmp.get("mfrec_plateau_over_als_best"), cmp.get("als_target_met")),
                 cmp.get("mfrec_epoch_over_als_iteration"),
@@ -458,6 +470,7 @@ def tables(results: dict, args) -> list[common.Table]:
                     name + (" (epoch extrapolated)" if summary.get("extrapolated") else ""),
                     summary["fit_interactions"],
                     epoch,
+                    summary.get("epoch_seconds_min"),
                     summary["epochs"],
                     summary["time_to_plateau_seconds"],
                     summary.get("time_to_best_seconds"),
@@ -467,10 +480,16 @@ def tables(results: dict, args) -> list[common.Table]:
             )
         ratios.notes.extend(found["notes"])
     raw.notes.append(
-        "s / epoch is the median over the epochs run (ALS: per iteration); plateau = first epoch "
-        "within 1 % of the best VALID NDCG@10; VALID scoring time excluded"
+        "s / epoch is the median over the complete epochs run (ALS: per iteration), the target "
+        "is judged on it; the fastest epoch shows each system's cost with the least "
+        "interference from other jobs; plateau = first epoch within 1 % of the best VALID "
+        "NDCG@10; VALID scoring time excluded"
     )
     return [ratios, raw]
+
+
+def _fastest(value) -> str:
+    return "" if value is None else f" [{value:.2f}]"
 
 
 def _ratio_cell(value, met) -> str:
@@ -591,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
         "ALS settings: " + json.dumps(als_params(args)),
         "naive loop: " + json.dumps({**NAIVE, "loss": args.naive_loss, "optimizer": "adam"}),
     ]
+    if args.mfrec_set:
+        notes.append(f"mfrec hyperparameters set for this run: {', '.join(args.mfrec_set)}")
     json_path, md_path = common.write_results(
         header, tables(results, args), {"datasets": results}, notes, args.out_dir
     )
