@@ -15,6 +15,15 @@ from mfrec.train.model import MatrixFactorization
 from mfrec.train.pipeline import train_model
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def small_data(seed=0) -> Interactions:
     rng = np.random.default_rng(seed)
     users = rng.integers(0, 25, size=400)

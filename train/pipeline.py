@@ -24,17 +24,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mfrec.train.artifact import ModelArtifact
-from mfrec.train.checkpoint import fingerprint, load_latest, save_checkpoint
+from mfrec.train.checkpoint import fingerprint, load_latest
 from mfrec.train.config import TrainConfig
 from mfrec.train.interactions import Interactions
-from mfrec.train.loop import Trainer, resolve_device
-from mfrec.train.metrics import METRIC_NAMES, evaluate, evaluate_popularity
-from mfrec.train.progress import ProgressBar, format_line
+from mfrec.train.loop import resolve_device
+from mfrec.train.metrics import METRIC_NAMES
+from mfrec.train.phases import TrainingRun
 from mfrec.train.split import align_to, temporal_split
 
 logger = logging.getLogger("mfrec.train")
@@ -107,12 +106,13 @@ def train_model(
     Raises
     ------
     TrainingDivergedError
-        The loss or the weights became NaN or infinite.
+        The loss or the weights became NaN or infinite, or the loss rose far above an
+        untrained model's (see :mod:`mfrec.train.loop`).
     """
     device = resolve_device(config.device)
     logger.info("training config: %s", json.dumps(config.to_dict(), sort_keys=True))
     fit, holdout, source, dropped = _validation_data(data, valid, config)
-    run = _Run(data, fit, holdout, config, device, out, should_stop)
+    run = TrainingRun(data, fit, holdout, config, device, out, should_stop)
     run.fingerprint = fingerprint(data, valid, config, device)
     run.checkpoint_dir = checkpoint_dir
     run.resume(load_latest(checkpoint_dir, run.fingerprint))
@@ -169,160 +169,3 @@ def _validation_data(data, valid, config):
             "no user has enough interactions for a hold-out; training without validation"
         )
     return data, None, "none", None
-
-
-class _Run:
-    """The state of one training run across its phases, checkpointed after every epoch."""
-
-    def __init__(self, data, fit, holdout, config, device, out, should_stop) -> None:
-        self.data, self.fit, self.holdout = data, fit, holdout
-        self.config, self.device, self.out, self.should_stop = config, device, out, should_stop
-        self.fingerprint: dict = {}
-        self.checkpoint_dir = None
-        self.phase = "fit"
-        self.fit_done = False
-        self.trainer = Trainer(fit, config, device, horizon_epochs=config.num_epochs)
-        self.history: list[dict] = []
-        self.best_epoch: int | None = None
-        self.best_ndcg = float("-inf")
-        self.best_metrics: dict = {}
-        self.best_state: dict | None = None
-        self.evals_since_best = 0
-        self.pop_metrics = evaluate_popularity(fit, holdout, device=device) if holdout else {}
-
-    @property
-    def refitted(self) -> bool:
-        return self.phase == "refit" and self.trainer.epoch == self.best_epoch
-
-    @property
-    def final_epochs(self) -> int:
-        if self.phase == "refit" or self.best_state is None:
-            return self.trainer.epoch
-        return self.best_epoch
-
-    def train(self, refit: bool) -> bool:
-        """Run the remaining phases; True when interrupted by ``should_stop``."""
-        if self.phase == "fit":
-            if self._fit():
-                return True
-            if refit and self.best_epoch is not None:
-                self.phase = "refit"
-                self.trainer = Trainer(
-                    self.data, self.config, self.device, horizon_epochs=self.config.num_epochs
-                )
-        if self.phase == "refit":
-            return self._epochs(self.best_epoch, evaluate_each=False)
-        return False
-
-    def _fit(self) -> bool:
-        if self.fit_done:
-            return False
-        interrupted = self._epochs(self.config.num_epochs, evaluate_each=self.holdout is not None)
-        self.fit_done = not interrupted
-        return interrupted
-
-    def _epochs(self, num_epochs: int, evaluate_each: bool) -> bool:
-        trainer, config = self.trainer, self.config
-        steps = trainer.steps_per_epoch
-        bar = ProgressBar(
-            num_epochs * steps, self.phase, initial=trainer.epoch * steps + trainer.batch
-        )
-        try:
-            while trainer.epoch < num_epochs and not (self.phase == "fit" and self.fit_done):
-                start = time.perf_counter()
-                loss = trainer.run_epoch(self.should_stop, on_batch=bar.update)
-                if loss is None:
-                    self._checkpoint()
-                    return True
-                record = {"epoch": trainer.epoch}
-                if self.phase == "refit":
-                    record["phase"] = "refit"
-                record["train_loss"] = loss
-                seconds = time.perf_counter() - start
-                last = trainer.epoch == num_epochs
-                if evaluate_each and (trainer.epoch % config.eval_every == 0 or last):
-                    record.update(self._validate())
-                record["epoch_seconds"] = seconds
-                bar.set_postfix(loss=f"{loss:.4g}")
-                self.history.append(record)
-                print(format_line(record), file=self.out, flush=True)
-                self._checkpoint()
-        finally:
-            bar.close()
-        return False
-
-    def _validate(self) -> dict:
-        metrics = evaluate(self.trainer.model, self.fit, self.holdout)
-        if metrics["ndcg@10"] > self.best_ndcg:
-            self.best_ndcg, self.best_epoch = metrics["ndcg@10"], self.trainer.epoch
-            self.best_metrics = metrics
-            weights = self.trainer.model.state_dict()
-            self.best_state = {k: v.detach().clone() for k, v in weights.items()}
-            self.evals_since_best = 0
-        else:
-            self.evals_since_best += 1
-        patience = self.config.early_stopping_patience
-        if patience and self.evals_since_best >= patience:
-            self.fit_done = True
-        values = {f"val_{name}": metrics[name] for name in METRIC_NAMES}
-        values["pop_ndcg@10"] = self.pop_metrics["ndcg@10"]
-        return values
-
-    def _checkpoint(self) -> None:
-        if self.checkpoint_dir is None:
-            return
-        state = {
-            "fingerprint": self.fingerprint,
-            "phase": self.phase,
-            "fit_done": self.fit_done,
-            "trainer": self.trainer.state_dict(),
-            "history": self.history,
-            "best_epoch": self.best_epoch,
-            "best_ndcg": self.best_ndcg,
-            "best_metrics": self.best_metrics,
-            "best_state": self.best_state,
-            "evals_since_best": self.evals_since_best,
-        }
-        save_checkpoint(self.checkpoint_dir, state)
-
-    def resume(self, state: dict | None) -> None:
-        if state is None:
-            return
-        self.phase, self.fit_done = state["phase"], state["fit_done"]
-        if self.phase == "refit":
-            self.trainer = Trainer(
-                self.data, self.config, self.device, horizon_epochs=self.config.num_epochs
-            )
-        self.trainer.load_state_dict(state["trainer"])
-        self.history = list(state["history"])
-        self.best_epoch, self.best_ndcg = state["best_epoch"], state["best_ndcg"]
-        self.best_metrics = dict(state["best_metrics"])
-        self.best_state = state["best_state"]
-        if self.best_state is not None:
-            self.best_state = {k: v.to(self.device) for k, v in self.best_state.items()}
-        self.evals_since_best = state["evals_since_best"]
-        logger.info(
-            "resumed: phase %s, epoch %d, batch %d",
-            self.phase,
-            self.trainer.epoch,
-            self.trainer.batch,
-        )
-
-    def final_arrays(self) -> dict:
-        """The weights to serve: the refit model, else the best validated one, else the last."""
-        state = self.trainer.model.state_dict()
-        if not self.refitted and self.best_state is not None:
-            state = self.best_state
-        return {name: value.detach().cpu().float().numpy() for name, value in state.items()}
-
-    def print_final(self, metrics: dict) -> None:
-        values = {}
-        if metrics["mfrec"]:
-            values.update({f"val_{name}": metrics["mfrec"][name] for name in METRIC_NAMES})
-            values.update({f"pop_{name}": metrics["popularity"][name] for name in METRIC_NAMES})
-            values["best_epoch"] = metrics["best_epoch"]
-        elif self.history:
-            values["train_loss"] = self.history[-1]["train_loss"]
-        values["epochs_trained"] = metrics["epochs_trained"]
-        values["refit"] = str(metrics["refit"]).lower()
-        print(format_line(values, prefix="final: "), file=self.out, flush=True)
