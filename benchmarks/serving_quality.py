@@ -22,18 +22,21 @@ from __future__ import annotations
 import argparse
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import Table, load_ml100k, run_header, write_results
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.requests import Filters, Request
+from mfrec.train.artifact import ModelArtifact, load, save
 from mfrec.train.config import TrainConfig
 from mfrec.train.interactions import Interactions
 from mfrec.train.pipeline import train_model
 from mfrec.train.split import temporal_split
 
 K = 10
+MODELS = Path("/tmp/mfrec-bench-serving/quality-models")
 GRID = [("mean", 0.0, 0.0)] + [("als", c, r) for c in (2.0, 10.0, 40.0) for r in (0.01, 0.1, 1.0)]
 
 
@@ -67,6 +70,16 @@ def lists(rec: Recommender, requests: list[Request]) -> list[np.ndarray]:
     ]
 
 
+def train_or_load(data: Interactions, config: TrainConfig, name: str) -> ModelArtifact:
+    """A model trained on ``data``, kept under /tmp so that a second run does not retrain."""
+    folder = MODELS / name
+    if (folder / "model.json").is_file():
+        return load(folder)
+    artifact = train_model(data, config, out=io.StringIO()).artifact
+    save(artifact, folder)
+    return artifact
+
+
 def fold_in_scores(rec: Recommender, users, histories, truths) -> tuple[float, float]:
     """NDCG@K of fold-in and of popularity (history excluded) for unknown users."""
     ids = [rec.item_ids[h].tolist() for h in histories]
@@ -81,8 +94,8 @@ def fold_in_scores(rec: Recommender, users, histories, truths) -> tuple[float, f
 def bench_fold_in(data, train, test, held, config, seed) -> tuple[Table, dict]:
     held_in_train = np.isin(train.user_idx, held)
     started = time.perf_counter()
-    model_out = train_model(train.subset(~held_in_train), config, out=io.StringIO()).artifact
-    model_in = train_model(train, config, out=io.StringIO()).artifact
+    model_out = train_or_load(train.subset(~held_in_train), config, f"held-out-{seed}")
+    model_in = train_or_load(train, config, f"trained-in-{seed}")
     training_seconds = time.perf_counter() - started
 
     # Choose the fold-in settings on VALID (inside the held-out users' TRAIN).
@@ -95,6 +108,7 @@ def bench_fold_in(data, train, test, held, config, seed) -> tuple[Table, dict]:
             model_out,
             "cpu",
             fold_in_method=method,
+            default_top_n=K,
             max_top_n=K,
             fold_in_confidence=confidence or 10.0,
             fold_in_regularization=regularization or 0.1,
@@ -122,6 +136,7 @@ def bench_fold_in(data, train, test, held, config, seed) -> tuple[Table, dict]:
             model_out,
             "cpu",
             fold_in_method=method,
+            default_top_n=K,
             max_top_n=K,
             fold_in_confidence=settings[1] or 10.0,
             fold_in_regularization=settings[2] or 0.1,
@@ -131,7 +146,7 @@ def bench_fold_in(data, train, test, held, config, seed) -> tuple[Table, dict]:
         table.rows.append([f"fold-in ({method})", label, round(fold, 4)])
         results[f"fold_in_{method}"] = fold
     results["popularity"] = popular
-    trained = Recommender(model_in, "cpu", max_top_n=K)
+    trained = Recommender(model_in, "cpu", default_top_n=K, max_top_n=K)
     results["trained_in"] = ndcg(
         lists(trained, [Request("user", str(model_in.user_ids[u]), top_n=K) for u in held]), truth
     )
@@ -150,7 +165,7 @@ def bench_similar(model, train, test) -> tuple[Table, dict]:
     users = np.unique(test.user_idx)
     histories = per_user(train, users)
     truth = [set(t.tolist()) for t in per_user(test, users)]
-    rec = Recommender(model, "cpu", max_top_n=K)
+    rec = Recommender(model, "cpu", default_top_n=K, max_top_n=K)
     keep = [len(h) > 0 for h in histories]
     users = users[keep]
     histories = [h for h, k in zip(histories, keep, strict=True) if k]

@@ -11,6 +11,7 @@ variable                                   default       meaning
 ``MFREC_MAX_TOP_N``                        ``500``       largest ``top_n`` accepted
 ``MFREC_UNKNOWN_USER``                     ``popular``   ``popular`` list or ``error`` row
 ``MFREC_DEVICE``                           ``auto``      ``auto``, ``cpu``, ``cuda``, ``cuda:N``
+``MFREC_FOLD_IN``                          ``als``       ``als`` or ``mean``: fresh histories
 ``SAGEMAKER_BATCH``                        ``false``     batch transform: never answer 400
 ``SAGEMAKER_MAX_PAYLOAD_IN_MB``            ``6``         body limit (413 above), 1 to 100
 ``SAGEMAKER_BATCH_STRATEGY``               MULTI_RECORD  advertised by /execution-parameters
@@ -47,6 +48,7 @@ from werkzeug.exceptions import HTTPException
 from mfrec.serve import codecs
 from mfrec.serve.recommender import UNKNOWN_USER_CHOICES, Recommender
 from mfrec.serve.requests import Recommendation, RecordError, request_from_fields
+from mfrec.serve.tensors import FOLD_IN_METHODS
 from mfrec.train.errors import ConfigError
 
 log = logging.getLogger("mfrec.serve")
@@ -80,6 +82,13 @@ def _env_int(environ, names, default: int, low: int, high: int) -> int:
     return value
 
 
+def _choice(environ, name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (_env(environ, name) or default).lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}; use one of {', '.join(choices)}")
+    return value
+
+
 def _env_bool(environ, name: str, default: bool) -> bool:
     text = (_env(environ, name) or str(default)).lower()
     if text not in ("true", "false", "1", "0", "yes", "no"):
@@ -96,6 +105,7 @@ class ServingSettings:
     max_top_n: int = 500
     unknown_user: str = "popular"
     device: str = "auto"
+    fold_in: str = "als"
     batch: bool = False
     max_payload_mb: int = 6
     batch_strategy: str = "MULTI_RECORD"
@@ -107,11 +117,6 @@ class ServingSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
         env = os.environ if environ is None else environ
-        unknown_user = (_env(env, "MFREC_UNKNOWN_USER") or "popular").lower()
-        if unknown_user not in UNKNOWN_USER_CHOICES:
-            raise ConfigError(
-                f"MFREC_UNKNOWN_USER={unknown_user!r}; use one of {', '.join(UNKNOWN_USER_CHOICES)}"
-            )
         strategy = _env(env, "SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD"
         if strategy.upper() not in STRATEGIES:
             raise ConfigError(
@@ -123,8 +128,9 @@ class ServingSettings:
             exclude_seen=_env_bool(env, "MFREC_EXCLUDE_SEEN", True),
             default_top_n=_env_int(env, ("MFREC_DEFAULT_TOP_N",), 25, 1, 10_000),
             max_top_n=_env_int(env, ("MFREC_MAX_TOP_N",), 500, 1, 100_000),
-            unknown_user=unknown_user,
+            unknown_user=_choice(env, "MFREC_UNKNOWN_USER", UNKNOWN_USER_CHOICES, "popular"),
             device=_env(env, "MFREC_DEVICE") or "auto",
+            fold_in=_choice(env, "MFREC_FOLD_IN", FOLD_IN_METHODS, "als"),
             batch=_env_bool(env, "SAGEMAKER_BATCH", False),
             max_payload_mb=_env_int(env, ("SAGEMAKER_MAX_PAYLOAD_IN_MB",), 6, 0, 100) or 100,
             batch_strategy=STRATEGIES[strategy.upper()],
@@ -142,6 +148,7 @@ class ServingSettings:
             "unknown_user": self.unknown_user,
             "default_top_n": self.default_top_n,
             "max_top_n": self.max_top_n,
+            "fold_in_method": self.fold_in,
         }
 
     def execution_parameters(self) -> dict:
@@ -180,7 +187,9 @@ def answer_records(recommender: Recommender, records: list[codecs.Record]) -> co
             "%d of %d records answered with an error; first: %s", len(failed), len(pairs), failed[0]
         )
     if noted:
-        log.info("%d of %d records answered with a fallback (unknown users)", noted, len(pairs))
+        log.info(
+            "%d of %d records answered with a note (e.g. a popularity fallback)", noted, len(pairs)
+        )
     return pairs
 
 

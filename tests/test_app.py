@@ -306,6 +306,7 @@ def test_settings_from_environment_variables():
             "MFREC_MAX_TOP_N": "50",
             "MFREC_UNKNOWN_USER": "ERROR",
             "MFREC_DEVICE": "cpu",
+            "MFREC_FOLD_IN": "Mean",
             "SAGEMAKER_BATCH": "True",
             "SAGEMAKER_MAX_PAYLOAD_IN_MB": "0",
             "SAGEMAKER_BATCH_STRATEGY": "SingleRecord",
@@ -316,8 +317,9 @@ def test_settings_from_environment_variables():
         }
     )
     assert settings == ServingSettings(
-        False, 5, 50, "error", "cpu", True, 100, "SINGLE_RECORD", 4, 3, 120, 9090
+        False, 5, 50, "error", "cpu", "mean", True, 100, "SINGLE_RECORD", 4, 3, 120, 9090
     )
+    assert settings.recommender_options()["fold_in_method"] == "mean"
     both = ServingSettings.from_env(
         {
             "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
@@ -337,6 +339,7 @@ def test_settings_from_environment_variables():
         ({"MODEL_SERVER_WORKERS": "many"}, "SAGEMAKER_MODEL_SERVER_WORKERS='many' must be an"),
         ({"SAGEMAKER_BATCH_STRATEGY": "ALL"}, "use MULTI_RECORD or SINGLE_RECORD"),
         ({"MFREC_DEFAULT_TOP_N": "0"}, "MFREC_DEFAULT_TOP_N='0' must be an integer from 1"),
+        ({"MFREC_FOLD_IN": "median"}, "MFREC_FOLD_IN='median'; use one of als, mean"),
     ],
 )
 def test_bad_environment_variables_are_config_errors(env, message):
