@@ -176,16 +176,18 @@ def bench_batch(model: Path, num_users: int, threads: int) -> tuple[list[Table],
         ["setup", "bodies", "seconds", "records/s", "server model s", "outside the model"],
     )
     results = {}
-    configs = [
+    configs = [  # (label, workers, MaxPayloadInMB; None: the server's /execution-parameters)
         (f"1 worker x {threads} torch threads, 6 MB bodies", 1, 6),
-        (f"{threads} workers x 1 torch thread, 1 MB bodies", threads, 1),
+        (
+            f"defaults: {threads} workers x 1 torch thread, 1 MB bodies, {threads} at a time",
+            threads,
+            None,
+        ),
     ]
     for label, workers, payload_mb in configs:
         server = Server(model, workers, {"SAGEMAKER_BATCH": "true"})
         server.warm_up()
-        job = TransformJob(
-            strategy="MultiRecord", max_payload_mb=payload_mb, max_concurrent=workers
-        )
+        job = TransformJob(strategy="MultiRecord", max_payload_mb=payload_mb)
         report = run(source, WORK / "batch" / "out", job, endpoint=server.url)
         server.stop()
         out = (WORK / "batch" / "out" / "users.json.out").read_bytes()

@@ -122,7 +122,7 @@ def bench_fold_in(data, train, test, held, config, seed) -> tuple[Table, dict]:
     truth = [set(t.tolist()) for t in per_user(test, held)]
     results = {
         "held_out_users": len(held),
-        "training_seconds": training_seconds,
+        "train_or_load_seconds": training_seconds,
         "valid_ndcg@10": {f"{m} c={c} r={r}": v for (m, c, r), v in choices.items()},
         "chosen": {"method": best[0], "confidence": best[1], "regularization": best[2]},
     }

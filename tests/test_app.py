@@ -286,10 +286,10 @@ def test_execution_parameters_fit_the_workers():
     assert params == {
         "MaxConcurrentTransforms": 3,
         "BatchStrategy": "MULTI_RECORD",
-        "MaxPayloadInMB": 6,
+        "MaxPayloadInMB": 1,  # small bodies: every worker gets some
     }
     app = make_app(
-        workers=3, max_concurrent_transforms=2, batch_strategy="SINGLE_RECORD", max_payload_mb=20
+        workers=3, max_concurrent_transforms=2, batch_strategy="SINGLE_RECORD", batch_payload_mb=20
     )
     assert app.test_client().get("/execution-parameters").get_json() == {
         "MaxConcurrentTransforms": 2,
@@ -317,8 +317,11 @@ def test_settings_from_environment_variables():
         }
     )
     assert settings == ServingSettings(
-        False, 5, 50, "error", "cpu", "mean", True, 100, "SINGLE_RECORD", 4, 3, 120, 9090
+        False, 5, 50, "error", "cpu", "mean", True, 100, 100, "SINGLE_RECORD", 4, 3, 120, 9090
     )
+    default = ServingSettings.from_env({})
+    assert (default.max_payload_mb, default.batch_payload_mb) == (6, 1)
+    assert ServingSettings.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "20"}).batch_payload_mb == 20
     assert settings.recommender_options()["fold_in_method"] == "mean"
     both = ServingSettings.from_env(
         {

@@ -139,7 +139,7 @@ def test_execution_parameters_match_the_workers(server):
     assert json.loads(text) == {
         "MaxConcurrentTransforms": 2,
         "BatchStrategy": "MULTI_RECORD",
-        "MaxPayloadInMB": 6,
+        "MaxPayloadInMB": 1,
     }
 
 
