@@ -86,8 +86,12 @@ class Trainer:
         self.model = MatrixFactorization(
             data.num_users, data.num_items, config.embedding_dim, config.user_bias, config.seed
         ).to(device)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=config.learning_rate)
+        # Lazy Adam on the embeddings: only the rows a batch touched are updated, so a step
+        # costs O(batch) rather than O(num_users + num_items). The biases are small and dense.
+        self.optimizers = [
+            torch.optim.SparseAdam(self.model.embedding_parameters(), lr=config.learning_rate),
+            torch.optim.Adam(self.model.bias_parameters(), lr=config.learning_rate),
+        ]
         # Two generators: the shuffle's is rewound to the start of an interrupted epoch on
         # resume, the sampler's continues from where it stopped.
         self.shuffle_generator = torch.Generator(device).manual_seed(config.seed)
@@ -148,12 +152,16 @@ class Trainer:
             if should_stop():
                 return None
             index = order[self.batch * batch_size : (self.batch + 1) * batch_size]
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.learning_rate(self.step)
+            rate = self.learning_rate(self.step)
+            for optimizer in self.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
             ranking_loss, loss = self._loss(index)
-            self.optimizer.zero_grad(set_to_none=True)
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizer.step()
+            for optimizer in self.optimizers:
+                optimizer.step()
             self.loss_sum += ranking_loss.detach()
             self.batch += 1
             self.step += 1
@@ -187,8 +195,8 @@ class Trainer:
         loss = self.loss_fn(positive, negative, weights, **extra)
         if config.l2 == 0:
             return loss, loss
-        users = model.user_embeddings[user_idx]
-        items = model.item_embeddings[item_idx]
+        users = model.user_vectors(user_idx)
+        items = model.item_vectors(item_idx)
         norms = users.pow(2).sum(dim=1) + items.pow(2).sum(dim=1)
         return loss, loss + config.l2 * norms.mean()
 
@@ -214,7 +222,7 @@ class Trainer:
         """Everything needed to continue exactly where training stands (tensors and numbers)."""
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
             "shuffle_generator": self._shuffle_state,
             "sample_generator": self.sample_generator.get_state(),
             "epoch": self.epoch,
@@ -225,7 +233,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
         self._shuffle_state = state["shuffle_generator"]
         self.shuffle_generator.set_state(state["shuffle_generator"])
         self.sample_generator.set_state(state["sample_generator"])

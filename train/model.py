@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # Initial embeddings ~ N(0, INIT_STD^2): small enough that all scores start near zero (every
@@ -19,7 +20,10 @@ class MatrixFactorization(nn.Module):
     """User/item embeddings with an item bias and an optional user bias.
 
     The initial weights are drawn on the CPU from ``torch.Generator().manual_seed(seed)`` and
-    then moved, so a seed gives the same starting point on every device.
+    then moved, so a seed gives the same starting point on every device. The training methods
+    (``forward``, ``score_shared``, ``user_vectors``, ``item_vectors``) gather embedding rows
+    with sparse gradients, so an optimizer step touches only the rows of the batch
+    (:class:`torch.optim.SparseAdam`), not whole tables.
 
     Parameters
     ----------
@@ -69,8 +73,8 @@ class MatrixFactorization(nn.Module):
         -------
         Tensor (B,) or (B, N)
         """
-        users = self.user_embeddings[user_idx]
-        items = self.item_embeddings[item_idx]
+        users = self.user_vectors(user_idx)
+        items = self.item_vectors(item_idx)
         if item_idx.dim() == 1:
             dot = (users * items).sum(dim=-1)
         else:
@@ -80,9 +84,25 @@ class MatrixFactorization(nn.Module):
 
     def score_shared(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Scores of every user against one shared set of items, (B,) x (N,) -> (B, N)."""
-        users = self.user_embeddings[user_idx]
-        scores = users @ self.item_embeddings[item_idx].T + self.item_biases[item_idx]
+        users = self.user_vectors(user_idx)
+        scores = users @ self.item_vectors(item_idx).T + self.item_biases[item_idx]
         return scores + self.user_biases[user_idx][:, None]
+
+    def user_vectors(self, user_idx: torch.Tensor) -> torch.Tensor:
+        """Embedding rows, shape ``user_idx.shape + (embedding_dim,)``, sparse gradient."""
+        return F.embedding(user_idx, self.user_embeddings, sparse=True)
+
+    def item_vectors(self, item_idx: torch.Tensor) -> torch.Tensor:
+        """Embedding rows, shape ``item_idx.shape + (embedding_dim,)``, sparse gradient."""
+        return F.embedding(item_idx, self.item_embeddings, sparse=True)
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        """The tables with sparse gradients (for :class:`torch.optim.SparseAdam`)."""
+        return [self.user_embeddings, self.item_embeddings]
+
+    def bias_parameters(self) -> list[nn.Parameter]:
+        """The trainable biases (dense gradients)."""
+        return [p for p in (self.item_biases, self.user_biases) if p.requires_grad]
 
     @torch.no_grad()
     def score_users(self, user_idx: torch.Tensor) -> torch.Tensor:
