@@ -280,6 +280,8 @@ def run(
     workers: int | None = None,
 ) -> TransformReport:
     """Transform every input file through ``endpoint``, or a server started for ``model_dir``."""
+    if (endpoint is None) == (model_dir is None):
+        raise ConfigError("give either an endpoint URL or a model folder to start a server for")
     files = input_files(Path(input_path), Path(output_dir))
     root = Path(input_path) if Path(input_path).is_dir() else Path(input_path).parent
     started = time.perf_counter()

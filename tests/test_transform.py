@@ -260,6 +260,8 @@ def test_bad_settings_and_inputs_are_config_errors(tmp_path):
         input_files(tmp_path / "nothing", tmp_path / "out")
     with pytest.raises(ConfigError, match="holds no files"):
         input_files(tmp_path, tmp_path / "out")
+    with pytest.raises(ConfigError, match="give either an endpoint URL or a model folder"):
+        transform.run(tmp_path, tmp_path / "out", TransformJob())
     with pytest.raises(ConfigError, match="is not an http"):
         transform.Client("localhost:8080", TransformJob())
 
