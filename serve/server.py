@@ -11,9 +11,9 @@
 - Workers are ``gthread`` workers with a few threads: a ``/ping`` is answered while a long batch
   request is being scored (torch releases the GIL while it computes). Their ``timeout`` is a
   heartbeat of the worker's main loop, not a limit per request: a 100 MB batch body that takes
-  minutes is not killed half way (SageMaker's own InvocationsTimeoutInSeconds still applies). Each worker picks its
-  device and its torch thread count (CPU cores / workers) after the fork, because neither CUDA
-  nor OpenMP thread pools survive a fork.
+  minutes is not killed half way (SageMaker's own InvocationsTimeoutInSeconds still applies).
+  Each worker picks its device and its torch thread count (CPU cores / workers) after the fork,
+  because neither CUDA nor OpenMP thread pools survive a fork.
 - SIGTERM (SageMaker stops a container with SIGTERM, then SIGKILL after 30 s) is gunicorn's
   graceful shutdown: stop accepting, finish in-flight requests for up to ``GRACEFUL_TIMEOUT``
   seconds, exit 0.
