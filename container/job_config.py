@@ -23,7 +23,7 @@ from mfrec.train.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-TRAINING, VALIDATION = "training", "validation"
+TRAINING, VALIDATION, ITEMS = "training", "validation", "items"
 INPUT_MODES = ("File", "FastFile", "Pipe")
 IGNORED_PREFIXES = ("_", "sagemaker_")  # tuning jobs and AWS's toolkits add such keys
 

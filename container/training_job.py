@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mfrec.job_config import (
+    ITEMS,
     TRAINING,
     VALIDATION,
     channel_data,
@@ -47,6 +48,8 @@ VALIDATION_REPORT = "validation_report.json"
 METRICS = "metrics.json"
 TRAINING_CURVE = "training_curve.png"
 FAILURE_LINE_LIMIT = 1000  # SageMaker keeps the first 1024 characters as FailureReason
+# Hyperparameters of the job itself, beside TrainConfig's and ImportOptions' (docs/training.md).
+JOB_HYPERPARAMETERS = ("trending_half_life_days",)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class JobSpec:
     model_dir: Path
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     validation: Path | None = None
+    items: Path | None = None
     output_data_dir: Path | None = None
     checkpoint_dir: Path | None = None
 
@@ -118,12 +122,15 @@ def run_local_job(
     model_dir: str | Path,
     *,
     validation: str | Path | None = None,
+    items: str | Path | None = None,
     output_dir: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
     hyperparameters: Mapping[str, str] | None = None,
     out=None,
 ) -> int:
     """Run the same job on local paths; ``hyperparameters`` are strings, as SageMaker's are.
+
+    ``items`` is the item metadata (the ``items`` channel of a SageMaker job), optional.
 
     The failure file is written to ``output_dir/failure`` when ``output_dir`` is given. Returns
     the exit code, as :func:`run_sagemaker_job`.
@@ -133,6 +140,7 @@ def run_local_job(
         model_dir=Path(model_dir),
         hyperparameters=dict(hyperparameters or {}),
         validation=None if validation is None else Path(validation),
+        items=None if items is None else Path(items),
         output_data_dir=None if output_dir is None else Path(output_dir),
         checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
     )
@@ -191,9 +199,11 @@ def _sagemaker_job(paths: SageMakerPaths, stop: StopFlag, out) -> int:
     with tempfile.TemporaryDirectory(prefix="mfrec-pipe-") as scratch:
         training = channel_data(paths, job, TRAINING, Path(scratch), required=True)
         validation = channel_data(paths, job, VALIDATION, Path(scratch))
+        items = channel_data(paths, job, ITEMS, Path(scratch))
         spec = JobSpec(
             training=training,
             validation=validation,
+            items=items,
             model_dir=paths.model,
             hyperparameters=job.hyperparameters,
             output_data_dir=paths.output_data,
@@ -203,26 +213,38 @@ def _sagemaker_job(paths: SageMakerPaths, stop: StopFlag, out) -> int:
 
 
 def _parse_hyperparameters(hyperparameters: Mapping[str, str]):
-    """Split string hyperparameters into (ImportOptions, TrainConfig); reject unknown keys."""
+    """Split string hyperparameters into (ImportOptions, TrainConfig, trending half-life in
+    days); reject unknown keys."""
     from mfrec.train.config import TrainConfig
     from mfrec.train.importer import ImportOptions
+    from mfrec.train.item_features import DEFAULT_HALF_LIFE_DAYS, HALF_LIFE_NAME, parse_half_life
 
-    import_names = set(ImportOptions.hyperparameter_names())
+    other_names = set(ImportOptions.hyperparameter_names()) | set(JOB_HYPERPARAMETERS)
     check_hyperparameter_names(
-        hyperparameters, import_names | set(TrainConfig.hyperparameter_names())
+        hyperparameters, other_names | set(TrainConfig.hyperparameter_names())
     )
     options = ImportOptions.from_hyperparameters(hyperparameters)
-    config = TrainConfig.from_hyperparameters(hyperparameters, ignore=import_names)
-    return options, config
+    config = TrainConfig.from_hyperparameters(hyperparameters, ignore=other_names)
+    half_life = DEFAULT_HALF_LIFE_DAYS
+    if HALF_LIFE_NAME in hyperparameters:
+        half_life = parse_half_life(hyperparameters[HALF_LIFE_NAME])
+    return options, config, half_life
 
 
 def _train(spec: JobSpec, stop: StopFlag, out) -> int:
     from mfrec.train.importer import load_interactions
+    from mfrec.train.item_features import item_extras
 
-    options, config = _parse_hyperparameters(spec.hyperparameters)
+    options, config, half_life = _parse_hyperparameters(spec.hyperparameters)
     log.info("import options: %s", _to_json(options))
     log.info("training config: %s", _to_json(config))
-    log.info("training data: %s; model folder: %s", spec.training, spec.model_dir)
+    log.info("trending_half_life_days: %s", half_life)
+    log.info(
+        "training data: %s; item metadata: %s; model folder: %s",
+        spec.training,
+        spec.items or "none",
+        spec.model_dir,
+    )
 
     try:
         data, report = load_interactions(spec.training, options, check_minimums=True)
@@ -232,6 +254,8 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
         raise
     _write_output(spec, DATA_REPORT, report.write_json)
     valid, dropped = _load_validation(spec, options, data)
+    # Read before training, so that a malformed items file fails the job at once.
+    extras = item_extras(data, spec.items, half_life)
     if stop():  # SIGTERM during the import: nothing trained, nothing worth saving
         log.warning(
             "%s received before training started; exiting without a model", stop.signal_name
@@ -254,6 +278,7 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
     if dropped is not None:  # recorded with the model, as the pipeline does when it aligns
         result.metrics.setdefault("validation_dropped", dropped)
         result.artifact.metrics.setdefault("validation_dropped", dropped)
+    result.artifact.extra.update(extras)  # item_trending, item_attribute.<name> (server reads)
     _write_results(spec, result)
     if result.interrupted:
         resume = (

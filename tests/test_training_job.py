@@ -93,6 +93,7 @@ def test_base_dir_comes_from_the_environment_at_call_time(tmp_path, monkeypatch)
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
     assert training_job.run_sagemaker_job() == 0
     assert model_files(base) == ["arrays.npz", "model.json"]
+    assert list(load(base / "model").extra) == ["item_trending"]  # no items channel: fine
 
 
 def test_string_hyperparameters_any_case_and_ignored_keys(tmp_path):
@@ -299,3 +300,118 @@ def test_failure_file_first_line_stays_under_the_limit(tmp_path):
     lines = path.read_text().splitlines()
     assert len(lines[0]) == training_job.FAILURE_LINE_LIMIT < 1024
     assert lines[0].endswith("...") and "second line" in lines[-1]
+
+
+# --- item extras: the `items` channel and trending scores (read by the server) ---------------
+
+GENRES = ("Comedy", "Drama", "Horror", "Action")  # item i{k} is in the block of genre k // 10
+NEWEST = 1_600_000_000 + 1000 * 60 + 10  # after every row of interactions_csv()
+
+
+def items_csv() -> str:
+    """Metadata for i0..i38 (i39 has none, i0 two genres) plus a row of an item never seen."""
+    rows = ["item_id,title,genre", 'i0,"Zero, the first",Comedy|Drama']
+    rows += [f"i{k},Title {k},{GENRES[k // 10]}" for k in range(1, 39)]
+    return "\n".join([*rows, "never-seen,Ghost,Horror"]) + "\n"
+
+
+def expected_genre(item_id: str) -> str:
+    k = int(item_id[1:])
+    return "Comedy|Drama" if k == 0 else "" if k == 39 else GENRES[k // 10]
+
+
+@pytest.fixture(scope="module")
+def model_with_items(tmp_path_factory) -> Path:
+    """Trained once: three users consumed i25 at the newest time, so with a half-life of
+    0.001 days (86 s) i25 trends while older, more popular items do not."""
+    recent = "".join(f"u{user},i25,{NEWEST}\n" for user in (1, 2, 4))
+    base = make_layout(
+        tmp_path_factory.mktemp("items"),
+        hyperparameters={**FAST, "trending_half_life_days": "0.001"},
+        channels={"training": interactions_csv() + recent, "items": items_csv()},
+    )
+    assert training_job.run_sagemaker_job(base) == 0
+    return base / "model"
+
+
+def test_items_channel_gives_attributes_aligned_to_the_item_ids(model_with_items):
+    artifact = load(model_with_items)
+    assert sorted(artifact.extra) == [
+        "item_attribute.genre",
+        "item_attribute.title",
+        "item_trending",
+    ]
+    genres = artifact.extra["item_attribute.genre"]
+    assert genres.tolist() == [expected_genre(i) for i in artifact.item_ids.tolist()]
+    titles = dict(
+        zip(artifact.item_ids.tolist(), artifact.extra["item_attribute.title"], strict=True)
+    )
+    assert titles["i0"] == "Zero, the first" and titles["i39"] == ""
+
+
+def test_served_genre_filter_returns_only_items_of_that_genre(model_with_items):
+    from mfrec.serve.recommender import Recommender
+    from mfrec.serve.requests import request_from_fields
+
+    rec = Recommender(load(model_with_items), "cpu")
+    fields = {"user_id": "u0", "top_n": "8", "include_attributes": {"genre": "Horror"}}
+    (answer,) = rec.answer([request_from_fields(fields)])
+    horror = {f"i{k}" for k in range(20, 30)}
+    u0 = rec.artifact.user_ids.tolist().index("u0")
+    seen = set(rec.artifact.item_ids[rec.artifact.seen_items(u0)].tolist())
+    assert set(answer.item_ids) <= horror - seen
+    assert len(answer.item_ids) == min(8, len(horror - seen)) > 0
+    # a multi-valued genre matches each of its values: i0 is "Comedy|Drama"
+    drama_filter = {"include_attributes": {"genre": ["Drama"]}}
+    (drama,) = rec.answer([request_from_fields({"top_n": "3", **drama_filter})])
+    popularity = rec.artifact.item_popularity
+    order = [rec.artifact.item_ids[i] for i in np.argsort(-popularity, kind="stable")]
+    assert list(drama.item_ids) == [i for i in order if "Drama" in expected_genre(i)][:3]
+
+
+def test_served_trending_request_puts_the_recent_item_first(model_with_items):
+    from mfrec.serve.recommender import Recommender
+    from mfrec.serve.requests import request_from_fields
+
+    rec = Recommender(load(model_with_items), "cpu")
+    (trending,) = rec.answer([request_from_fields({"type": "trending", "top_n": "2"})])
+    (popular,) = rec.answer([request_from_fields({"top_n": "1"})])
+    assert trending.item_ids[0] == "i25" and popular.item_ids[0] != "i25"
+    # three rows at the newest time count 1 each; the next rows are >= 990 s (11 half-lives) older
+    assert trending.scores[0] == pytest.approx(3.0, abs=0.01) and trending.scores[1] < 0.01
+
+
+def test_malformed_items_channel_fails_before_training(tmp_path):
+    base = make_layout(tmp_path, channels={"training": interactions_csv(), "items": "a,b\n1,2\n"})
+    assert training_job.run_sagemaker_job(base) == 1
+    first_line = failure_text(base).splitlines()[0]
+    assert first_line.startswith("DataValidationError: item metadata file ")
+    assert "has no item id column (columns: a, b); give it a header row" in first_line
+    assert model_files(base) == []
+
+
+def test_local_mode_items_flag_and_bad_half_life(tmp_path):
+    from mfrec.cli import main
+
+    data, items = tmp_path / "data.csv", tmp_path / "items.csv"
+    data.write_text(interactions_csv())
+    items.write_text("item_id,genre\ni1,Comedy\ni1,Drama\n")
+    local = ["train", "--data", str(data), "--model-dir", str(tmp_path / "model")]
+    local += ["--output-dir", str(tmp_path / "out")]
+    assert main([*local, "--items", str(items)]) == 1
+    assert (
+        "1 repeated item id(s) (e.g. 'i1'); keep one row per item"
+        in (tmp_path / "out" / "failure").read_text()
+    )
+    assert main([*local, "--set", "trending_half_life_days=-2"]) == 1
+    assert (
+        "trending_half_life_days must be a number of days greater than 0"
+        in (tmp_path / "out" / "failure").read_text()
+    )
+    assert main(["train", "--items", str(items)]) == 1  # needs --data
+
+
+def test_job_hyperparameters_are_documented():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    for name in training_job.JOB_HYPERPARAMETERS:
+        assert f"| `{name}` |" in text, f"docs/training.md does not document {name}"

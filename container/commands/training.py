@@ -20,10 +20,11 @@ hyperparameters (the reason is in OUTPUT/failure), 2 internal error.
 examples:
   mfrec train                                       # SageMaker: reads /opt/ml
   mfrec train --data interactions.csv --model-dir model --set num_epochs=5
+  mfrec train --data interactions.csv --items items.csv --model-dir model
   mfrec train --print-metric-definitions           # MetricDefinitions for the estimator
 """
 
-LOCAL_ONLY = ("validation", "model_dir", "output_dir", "checkpoint_dir", "set")
+LOCAL_ONLY = ("validation", "items", "model_dir", "output_dir", "checkpoint_dir", "set")
 LOCAL_ONLY += tuple(name for name, _ in IMPORT_FLAGS.values())
 
 
@@ -50,6 +51,12 @@ def register(subparsers) -> None:
         "--data", metavar="PATH", help="interaction file or folder (read recursively)"
     )
     local.add_argument("--validation", metavar="PATH", help="optional validation file or folder")
+    local.add_argument(
+        "--items",
+        metavar="PATH",
+        help="optional item metadata file or folder: item_id and attribute columns such as "
+        "title, genre (SageMaker: channel 'items')",
+    )
     local.add_argument("--model-dir", metavar="DIR", help="where the model is written")
     local.add_argument(
         "--output-dir",
@@ -101,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         args.data,
         args.model_dir,
         validation=args.validation,
+        items=args.items,
         output_dir=args.output_dir,
         checkpoint_dir=args.checkpoint_dir,
         hyperparameters=local_hyperparameters(args),
