@@ -121,6 +121,7 @@ def run_import(args) -> int:
     from pathlib import Path
 
     import pyarrow.parquet as pq
+
     from mfrec.train.importer import interactions_to_table
 
     data, report = _load(args)
