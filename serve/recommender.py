@@ -402,7 +402,7 @@ class Recommender:
                 results.append(
                     Recommendation.failed(
                         f"this model has no {request.type} counts (artifact extra 'item_trending');"
-                        " retrain it with timestamps, or ask for popular items"
+                        " retrain it with this mfrec version, or ask for popular items"
                     )
                 )
             else:
