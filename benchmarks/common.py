@@ -205,7 +205,8 @@ def to_markdown(payload: dict, tables: list[Table]) -> str:
         f"usable, {machine['ram_gib']} GiB RAM, {gpu}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in ver.items() if v is not None),
         f"- git: {payload['git']['commit']}"
-        + (" (uncommitted changes)" if payload["git"]["dirty"] else ""),
+        + (" (train/ or benchmarks/ uncommitted)" if payload["git"]["dirty"] else "")
+        + f", code digest {payload['git'].get('code_sha256')}",
     ]
     lines.extend(f"- {note}" for note in payload["notes"])
     lines.append("")
