@@ -98,7 +98,8 @@ def test_learning_rate_schedule():
     assert rates[:3] == pytest.approx([0.1 / 3, 0.2 / 3, 0.1])  # linear warm-up
     assert rates[3] == pytest.approx(0.1) and rates[-1] < 0.01  # cosine decay towards 0
     assert all(a >= b for a, b in zip(rates[3:], rates[4:], strict=False))
-    constant = Trainer(small_data(), TrainConfig(learning_rate=0.1), CPU, horizon_epochs=4)
+    constant = TrainConfig(learning_rate=0.1, lr_schedule="constant")
+    constant = Trainer(small_data(), constant, CPU, horizon_epochs=4)
     assert {constant.learning_rate(step) for step in range(12)} == {0.1}
 
 

@@ -64,6 +64,7 @@ def test_every_loss_learns_the_checkerboard(loss, sampling):
         embedding_dim=4,
         l2=0.1,
         recency_min_weight=1.0,  # the checkerboard has no time order
+        lr_schedule="constant",
         batch_size=32,
         learning_rate=0.05,
         num_epochs=4,

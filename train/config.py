@@ -20,7 +20,7 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 # Negatives per positive when num_negatives is left at "auto": the softmax shares one large set
 # of negatives across the batch (cheap: one matrix product); the pairwise losses draw their own
 # per positive, and the max-over-negatives of adaptive_hinge needs a few to find a hard one.
-AUTO_NEGATIVES = {"softmax": 1024, "adaptive_hinge": 8, "bpr": 4, "hinge": 4, "pointwise": 4}
+AUTO_NEGATIVES = {"softmax": 256, "adaptive_hinge": 8, "bpr": 4, "hinge": 4, "pointwise": 4}
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -42,16 +42,16 @@ class TrainConfig:
     """
 
     embedding_dim: int = 128
-    num_epochs: int = 40
+    num_epochs: int = 15
     batch_size: int = 1024
     learning_rate: float = 0.01
     loss: str = "softmax"
     num_negatives: int | None = None
-    negative_sampling: str = "uniform"
+    negative_sampling: str = "popularity"
     negative_alpha: float = 0.75
-    l2: float = 0.0
-    recency_min_weight: float = 0.1
-    lr_schedule: str = "constant"
+    l2: float = 0.06
+    recency_min_weight: float = 0.0
+    lr_schedule: str = "cosine"
     warmup_epochs: int = 0
     user_bias: bool = False
     seed: int = 42
