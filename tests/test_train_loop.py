@@ -137,3 +137,14 @@ def test_positive_set_finds_training_pairs():
     positives = PositiveSet(torch.tensor([0, 0, 2]), torch.tensor([1, 3, 0]), num_items=4)
     found = positives.contains(torch.tensor([0, 2]), torch.tensor([[1, 2, 3], [0, 3, 3]]))
     assert found.tolist() == [[True, False, True], [True, False, False]]
+
+
+def test_loss_weights_are_event_weights_times_recency():
+    data = Interactions.from_ids(["a", "a", "b"], ["x", "y", "x"], timestamps=[2, 1, 5])
+    data = Interactions(**{**data.__dict__, "weights": np.array([2.0, 3.0, 4.0], np.float32)})
+    config = TrainConfig(recency_min_weight=0.5, embedding_dim=2)
+    trainer = Trainer(data, config, CPU, horizon_epochs=1)
+    # a's rows are ranked 2/2 and 1/2 by time: recency 1.0 and 0.75; b's only row: 1.0.
+    assert trainer.weights.tolist() == pytest.approx([2.0, 2.25, 4.0])
+    plain = Trainer(data, TrainConfig(recency_min_weight=1.0), CPU, horizon_epochs=1)
+    assert plain.weights.tolist() == [2.0, 3.0, 4.0]
