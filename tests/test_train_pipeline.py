@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mfrec.train.config import TrainConfig
+from mfrec.train.errors import DataValidationError
 from mfrec.train.interactions import Interactions
 from mfrec.train.metrics import METRIC_NAMES, evaluate
 from mfrec.train.model import MatrixFactorization
@@ -210,3 +211,17 @@ def test_plot_history_writes_a_png(reference, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bare = plot_history([{"epoch": 1, "train_loss": 1.0}], tmp_path / "bare.png")
     assert bare.stat().st_size > 1000
+
+
+def test_no_interactions_is_a_data_error():
+    empty = small_data().subset(np.zeros(400, dtype=bool))
+    with pytest.raises(DataValidationError, match="no interactions to train on"):
+        run(data=empty)
+
+
+def test_single_interaction_users_train_without_a_hold_out(caplog):
+    data = Interactions.from_ids(["a", "b", "c"], ["x", "y", "x"], timestamps=[1, 2, 3])
+    with caplog.at_level(logging.WARNING, logger="mfrec.train"):
+        result, _ = run(TrainConfig(**{**CONFIG.__dict__, "num_epochs": 2}), data=data)
+    assert "too few interactions for a hold-out" in caplog.text
+    assert result.metrics["validation"] == "none" and len(result.history) == 2

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from mfrec.train.artifact import ModelArtifact
 from mfrec.train.checkpoint import fingerprint, load_latest
 from mfrec.train.config import TrainConfig
+from mfrec.train.errors import DataValidationError
 from mfrec.train.interactions import Interactions
 from mfrec.train.loop import resolve_device
 from mfrec.train.metrics import METRIC_NAMES
@@ -105,10 +106,17 @@ def train_model(
 
     Raises
     ------
+    DataValidationError
+        ``data`` holds no interactions.
     TrainingDivergedError
         The loss or the weights became NaN or infinite, or the loss rose far above an
         untrained model's (see :mod:`mfrec.train.loop`).
     """
+    if len(data) == 0:
+        raise DataValidationError(
+            "there are no interactions to train on; check the training channel's files and the "
+            "import options that filter rows (min_event_value, event_types)"
+        )
     device = resolve_device(config.device)
     logger.info("training config: %s", json.dumps(config.to_dict(), sort_keys=True))
     fit, holdout, source, dropped = _validation_data(data, valid, config)
@@ -163,9 +171,10 @@ def _validation_data(data, valid, config):
         return data, None, "none", dropped
     if config.validation_fraction > 0:
         fit, holdout = temporal_split(data, config.validation_fraction)
-        if len(holdout):
+        if len(holdout) and len(fit):
             return fit, holdout, "holdout", None
         logger.warning(
-            "no user has enough interactions for a hold-out; training without validation"
+            "the users have too few interactions for a hold-out (it would leave nothing to "
+            "fit); training without validation"
         )
     return data, None, "none", None
