@@ -225,3 +225,16 @@ def test_single_interaction_users_train_without_a_hold_out(caplog):
         result, _ = run(TrainConfig(**{**CONFIG.__dict__, "num_epochs": 2}), data=data)
     assert "too few interactions for a hold-out" in caplog.text
     assert result.metrics["validation"] == "none" and len(result.history) == 2
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    _, lines = run(TrainConfig(**{**CONFIG.__dict__, "validation_fraction": 0.0}))
+    assert "batch" in terminal.getvalue()  # tqdm's bar, on stderr
+    assert all("batch/s" not in line for line in lines)  # never on the metric lines
+    assert lines[0].startswith("epoch=1; train_loss=")

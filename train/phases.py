@@ -17,6 +17,9 @@ from mfrec.train.progress import ProgressBar, format_line
 
 logger = logging.getLogger("mfrec.train")
 
+# The headline metric first on every line, then the others in their usual order.
+LINE_ORDER = ["ndcg@10"] + [name for name in METRIC_NAMES if name != "ndcg@10"]
+
 
 class TrainingRun:
     """The state of one training run across its phases, checkpointed after every epoch."""
@@ -111,7 +114,7 @@ class TrainingRun:
         patience = self.config.early_stopping_patience
         if patience and self.evals_since_best >= patience:
             self.fit_done = True
-        values = {f"val_{name}": metrics[name] for name in METRIC_NAMES}
+        values = {f"val_{name}": metrics[name] for name in LINE_ORDER}
         values["pop_ndcg@10"] = self.pop_metrics["ndcg@10"]
         return values
 
@@ -165,8 +168,8 @@ class TrainingRun:
     def print_final(self, metrics: dict) -> None:
         values = {}
         if metrics["mfrec"]:
-            values.update({f"val_{name}": metrics["mfrec"][name] for name in METRIC_NAMES})
-            values.update({f"pop_{name}": metrics["popularity"][name] for name in METRIC_NAMES})
+            values.update({f"val_{name}": metrics["mfrec"][name] for name in LINE_ORDER})
+            values.update({f"pop_{name}": metrics["popularity"][name] for name in LINE_ORDER})
             values["best_epoch"] = metrics["best_epoch"]
         elif self.history:
             values["train_loss"] = self.history[-1]["train_loss"]
