@@ -195,3 +195,18 @@ def test_docs_list_every_hyperparameter_and_the_current_metric_definitions():
     pasted = text.split("<!-- generated from mfrec.train.pipeline.METRIC_DEFINITIONS")[1]
     pasted = pasted.split("```json\n")[1].split("\n```")[0]
     assert json.loads(pasted) == METRIC_DEFINITIONS
+
+
+def test_docs_show_the_current_defaults():
+    """The Default column of docs/training.md is TrainConfig's, so the docs cannot go stale."""
+    text = DOCS.read_text()
+    import dataclasses
+
+    for field in dataclasses.fields(TrainConfig):
+        name, value = field.name, field.default
+        if value is None:
+            value = "auto"
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
+        assert row.split("|")[2].strip() == f"`{value}`", f"{name}: docs say {row.split('|')[2]}"
