@@ -134,3 +134,32 @@ def test_softmax_logq_correction_and_accidental_hits():
         negative_mask=mask,
     )
     assert corrected < masked
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("loss", ["softmax", "bpr"])
+def test_cuda_learns_the_checkerboard_and_agrees_with_cpu(loss):
+    config = TrainConfig(
+        loss=loss,
+        embedding_dim=4,
+        l2=0.1,
+        recency_min_weight=1.0,
+        lr_schedule="constant",
+        batch_size=32,
+        learning_rate=0.05,
+        num_epochs=4,
+        num_negatives=32 if loss == "softmax" else None,
+    )
+    tops = {}
+    for name in ("cpu", "cuda"):
+        trainer = Trainer(checkerboard(), config, torch.device(name), horizon_epochs=4)
+        for _ in range(config.num_epochs):
+            trainer.run_epoch()
+        arrays = trainer.model.arrays()  # float32 NumPy on the host, whatever the device
+        model = type(trainer.model).from_arrays(arrays, device="cpu")
+        tops[name] = torch.topk(model.score_users(torch.arange(USERS)), 10, dim=1).indices
+    groups = torch.arange(USERS)[:, None] % GROUPS
+    # The devices draw different random streams, so the weights differ; both find the answer.
+    for name, top10 in tops.items():
+        assert bool((top10 % GROUPS == groups).all()), name
+    assert torch.equal(tops["cpu"].sort(dim=1).values, tops["cuda"].sort(dim=1).values)
