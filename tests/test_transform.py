@@ -12,35 +12,14 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
 import pytest
+from known_answer import NUM_ITEMS, SEED, USER_IDS, known_answer
 
 from mfrec.cli import main
 from mfrec.serve import transform
 from mfrec.serve.transform import TransformFailed, TransformJob, bodies, input_files
-from mfrec.train.artifact import ModelArtifact, save
+from mfrec.train.artifact import save
 from mfrec.train.errors import ConfigError
-
-USER_IDS = ["302", "685", "user_000061", "u3"]
-NUM_ITEMS = 8
-SEED = b'{"user_id": "685", "top_n": "5"}\n{"user_id": "302", "top_n": "5"}'  # no final newline
-
-
-def known_answer() -> ModelArtifact:
-    """User u ranks items by |u - i|, ties to the smaller i (score 2ui - i^2 - i/2n, exact in
-    float32); user u has seen item u; item i's popularity is num_items - i."""
-    u, i = np.arange(len(USER_IDS), dtype=np.float32), np.arange(NUM_ITEMS, dtype=np.float32)
-    return ModelArtifact(
-        np.stack([2 * u, -np.ones_like(u)], 1),
-        np.stack([i, i**2], 1),
-        np.zeros(len(u), np.float32),
-        (-i / (2 * NUM_ITEMS)).astype(np.float32),
-        np.array(USER_IDS),
-        np.array([f"i{k}" for k in range(NUM_ITEMS)]),
-        (NUM_ITEMS - i).astype(np.float32),
-        np.arange(len(u) + 1),
-        np.arange(len(u)),
-    )
 
 
 def seed_out() -> bytes:
