@@ -25,18 +25,16 @@ FOLD_IN_BATCH = 4096  # history items folded in at once: (4096, dim, dim) outer 
 
 
 def resolve_device(spec: str | torch.device) -> torch.device:
-    """``"auto"`` → CUDA when it starts, else the CPU (with a log line saying why)."""
+    """``"auto"`` → CUDA when it starts, else the CPU (with a log line saying why).
+
+    Checks the spelling, then uses the training side's :func:`mfrec.train.loop.resolve_device`,
+    so training and serving fall back to the CPU the same way.
+    """
+    from mfrec.train.loop import resolve_device as resolve
+
     if str(spec) not in ("auto", "cpu") and not str(spec).startswith("cuda"):
         raise ConfigError(f"device {str(spec)!r} is not known; use auto, cpu, cuda or cuda:N")
-    if str(spec) == "cpu" or (str(spec) == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    try:
-        device = torch.device("cuda" if str(spec) == "auto" else spec)
-        torch.zeros(1, device=device)
-    except (RuntimeError, AssertionError) as exc:  # AssertionError: a CPU-only torch build
-        log.warning("CUDA failed to start for device=%s (%s); serving on the CPU", spec, exc)
-        return torch.device("cpu")
-    return device
+    return resolve(str(spec))
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
