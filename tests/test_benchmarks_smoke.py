@@ -153,11 +153,18 @@ def test_speed_main_writes_tables_for_every_system(bench, tmp_path):
     assert bench["speed"].main(argv) == 0
     payload = _load_results(tmp_path, "speed")
     systems = payload["results"]["datasets"]["4k"]["systems"]
-    assert set(systems) == {"mfrec", "naive"} | ({"als"} if HAS_IMPLICIT else set())
+    expected = {"mfrec", "mfrec-lean", "naive"} | ({"als"} if HAS_IMPLICIT else set())
+    assert set(systems) == expected
     for summary in systems.values():
         assert summary["peak_rss_mib"] > 0 and summary["epochs"] >= 1
         assert 0.0 <= summary["best_valid_ndcg@10"] <= 1.0
-    assert "naive_epoch_over_mfrec_epoch" in payload["results"]["datasets"]["4k"]["targets"]
+    targets = payload["results"]["datasets"]["4k"]["targets"]
+    assert set(targets) == {"mfrec", "mfrec-lean"}
+    assert all("naive_epoch_over_mfrec_epoch" in found for found in targets.values())
+    (markdown,) = tmp_path.glob("speed-*.md")
+    assert "| 4k | lean: embedding_dim=8, num_negatives=32, batch_size=4096, num_epochs=2 |" in (
+        markdown.read_text()
+    )
 
 
 def test_speed_worker_runs_in_its_own_process(bench, tmp_path):

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+
 from mfrec.train.errors import ConfigError
 from mfrec.train.importer import ImportOptions, interactions_to_table, load_interactions
 from mfrec.train.synth import generate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mfrec.train.errors import ConfigError, DataValidationError
 from mfrec.train.importer import ImportOptions, load_interactions
 

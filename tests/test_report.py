@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from mfrec.train.errors import DataValidationError
 from mfrec.train.importer import load_interactions
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+
 from mfrec.train.datasets import build_default_dataset, default_dataset_path, default_items_path
 from mfrec.train.errors import ConfigError
 from mfrec.train.importer import load_interactions

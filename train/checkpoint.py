@@ -22,7 +22,7 @@ from mfrec.train.interactions import Interactions
 
 logger = logging.getLogger("mfrec.train")
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: RowAdam optimizer state
 _NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")
 KEEP = 2
 

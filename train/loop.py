@@ -19,6 +19,7 @@ from mfrec.train.errors import TrainingDivergedError
 from mfrec.train.interactions import Interactions
 from mfrec.train.losses import LOSS_FUNCTIONS, SHARED_NEGATIVES
 from mfrec.train.model import MatrixFactorization
+from mfrec.train.optim import RowAdam
 from mfrec.train.sampling import NegativeSampler, PositiveSet
 from mfrec.train.split import recency_weights
 
@@ -86,12 +87,16 @@ class Trainer:
         self.model = MatrixFactorization(
             data.num_users, data.num_items, config.embedding_dim, config.user_bias, config.seed
         ).to(device)
-        # Lazy Adam on the embeddings: only the rows a batch touched are updated, so a step
-        # costs O(batch) rather than O(num_users + num_items). The biases are small and dense.
-        self.optimizers = [
-            torch.optim.SparseAdam(self.model.embedding_parameters(), lr=config.learning_rate),
-            torch.optim.Adam(self.model.bias_parameters(), lr=config.learning_rate),
-        ]
+        # Lazy Adam on the embeddings: a step gathers its rows, back-propagates into them only
+        # and updates only them, so it costs O(batch) rather than O(num_users + num_items).
+        # The biases are small and dense.
+        self.embedding_optimizer = RowAdam(
+            [self.model.user_embeddings.data, self.model.item_embeddings.data],
+            lr=config.learning_rate,
+        )
+        self.bias_optimizer = torch.optim.Adam(
+            self.model.bias_parameters(), lr=config.learning_rate
+        )
         # Two generators: the shuffle's is rewound to the start of an interrupted epoch on
         # resume, the sampler's continues from where it stopped.
         self.shuffle_generator = torch.Generator(device).manual_seed(config.seed)
@@ -153,15 +158,15 @@ class Trainer:
                 return None
             index = order[self.batch * batch_size : (self.batch + 1) * batch_size]
             rate = self.learning_rate(self.step)
-            for optimizer in self.optimizers:
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-            ranking_loss, loss = self._loss(index)
-            for optimizer in self.optimizers:
-                optimizer.zero_grad(set_to_none=True)
+            self.embedding_optimizer.lr = rate
+            for group in self.bias_optimizer.param_groups:
+                group["lr"] = rate
+            self.bias_optimizer.zero_grad(set_to_none=True)
+            ranking_loss, loss, rows = self._loss(index)
             loss.backward()
-            for optimizer in self.optimizers:
-                optimizer.step()
+            self.bias_optimizer.step()
+            for table, (row_index, gathered) in enumerate(rows):
+                self.embedding_optimizer.step(table, row_index, gathered.grad)
             self.loss_sum += ranking_loss.detach()
             self.batch += 1
             self.step += 1
@@ -174,31 +179,43 @@ class Trainer:
         self._check_diverged(mean_loss)
         return mean_loss
 
-    def _loss(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(ranking loss, ranking loss + L2 penalty) of one batch."""
+    def _loss(self, index: torch.Tensor):
+        """(ranking loss, ranking loss + L2 penalty, gathered rows) of one batch.
+
+        The rows are ``[(user rows, user vectors), (item rows, item vectors)]``: the embedding
+        rows the batch read, gathered as leaf tensors whose ``.grad`` the backward pass fills.
+        """
         config, model = self.config, self.model
         user_idx, item_idx = self.users[index], self.items[index]
         weights = None if self.weights is None else self.weights[index]
-        positive = model(user_idx, item_idx)
-        extra = {}
         if self.shared:
             negative_idx = self.sampler.sample((config.negatives,))
-            negative = model.score_shared(user_idx, negative_idx)
+        else:
+            negative_idx = self.sampler.sample((len(index), config.negatives))
+        item_rows = torch.cat([item_idx, negative_idx.reshape(-1)])
+        users = model.user_embeddings.detach().index_select(0, user_idx).requires_grad_()
+        items = model.item_embeddings.detach().index_select(0, item_rows).requires_grad_()
+        positive_vectors, negative_vectors = items[: len(item_idx)], items[len(item_idx) :]
+        positive = model.score_rows(users, positive_vectors, user_idx, item_idx)
+        extra = {}
+        if self.shared:
+            negative = model.score_rows(
+                users, negative_vectors, user_idx, negative_idx, shared=True
+            )
             extra["negative_mask"] = negative_idx[None, :] != item_idx[:, None]
             if config.negative_sampling == "popularity":
                 extra["positive_logq"] = self.sampler.log_prob(item_idx)
                 extra["negative_logq"] = self.sampler.log_prob(negative_idx)
         else:
-            negative_idx = self.sampler.sample((len(index), config.negatives))
-            negative = model(user_idx, negative_idx)
+            negative_vectors = negative_vectors.reshape(*negative_idx.shape, -1)
+            negative = model.score_rows(users, negative_vectors, user_idx, negative_idx)
             extra["negative_mask"] = ~self.positives.contains(user_idx, negative_idx)
         loss = self.loss_fn(positive, negative, weights, **extra)
+        rows = [(user_idx, users), (item_rows, items)]
         if config.l2 == 0:
-            return loss, loss
-        users = model.user_vectors(user_idx)
-        items = model.item_vectors(item_idx)
-        norms = users.pow(2).sum(dim=1) + items.pow(2).sum(dim=1)
-        return loss, loss + config.l2 * norms.mean()
+            return loss, loss, rows
+        norms = users.pow(2).sum(dim=1) + positive_vectors.pow(2).sum(dim=1)
+        return loss, loss + config.l2 * norms.mean(), rows
 
     def _check_diverged(self, mean_loss: float) -> None:
         finite = math.isfinite(mean_loss) and all(
@@ -222,7 +239,8 @@ class Trainer:
         """Everything needed to continue exactly where training stands (tensors and numbers)."""
         return {
             "model": self.model.state_dict(),
-            "optimizers": [optimizer.state_dict() for optimizer in self.optimizers],
+            "embedding_optimizer": self.embedding_optimizer.state_dict(),
+            "bias_optimizer": self.bias_optimizer.state_dict(),
             "shuffle_generator": self._shuffle_state,
             "sample_generator": self.sample_generator.get_state(),
             "epoch": self.epoch,
@@ -233,8 +251,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
-        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
-            optimizer.load_state_dict(saved)
+        self.embedding_optimizer.load_state_dict(state["embedding_optimizer"])
+        self.bias_optimizer.load_state_dict(state["bias_optimizer"])
         self._shuffle_state = state["shuffle_generator"]
         self.shuffle_generator.set_state(state["shuffle_generator"])
         self.sample_generator.set_state(state["sample_generator"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 # Initial embeddings ~ N(0, INIT_STD^2): small enough that all scores start near zero (every
@@ -21,9 +20,10 @@ class MatrixFactorization(nn.Module):
 
     The initial weights are drawn on the CPU from ``torch.Generator().manual_seed(seed)`` and
     then moved, so a seed gives the same starting point on every device. The training methods
-    (``forward``, ``score_shared``, ``user_vectors``, ``item_vectors``) gather embedding rows
-    with sparse gradients, so an optimizer step touches only the rows of the batch
-    (:class:`torch.optim.SparseAdam`), not whole tables.
+    (``forward``, ``score_shared``) gather embedding rows
+    by plain indexing; the trainer gathers the rows of a batch itself and scores them with
+    :meth:`score_rows`, so that its optimizer (:class:`mfrec.train.optim.RowAdam`) touches only
+    those rows, not whole tables.
 
     Parameters
     ----------
@@ -73,32 +73,35 @@ class MatrixFactorization(nn.Module):
         -------
         Tensor (B,) or (B, N)
         """
-        users = self.user_vectors(user_idx)
-        items = self.item_vectors(item_idx)
-        if item_idx.dim() == 1:
-            dot = (users * items).sum(dim=-1)
-        else:
-            dot = torch.einsum("bd,bnd->bn", users, items)
-            return dot + self.item_biases[item_idx] + self.user_biases[user_idx][:, None]
-        return dot + self.item_biases[item_idx] + self.user_biases[user_idx]
+        users, items = self.user_embeddings[user_idx], self.item_embeddings[item_idx]
+        return self.score_rows(users, items, user_idx, item_idx)
 
     def score_shared(self, user_idx: torch.Tensor, item_idx: torch.Tensor) -> torch.Tensor:
         """Scores of every user against one shared set of items, (B,) x (N,) -> (B, N)."""
-        users = self.user_vectors(user_idx)
-        scores = users @ self.item_vectors(item_idx).T + self.item_biases[item_idx]
-        return scores + self.user_biases[user_idx][:, None]
+        users, items = self.user_embeddings[user_idx], self.item_embeddings[item_idx]
+        return self.score_rows(users, items, user_idx, item_idx, shared=True)
 
-    def user_vectors(self, user_idx: torch.Tensor) -> torch.Tensor:
-        """Embedding rows, shape ``user_idx.shape + (embedding_dim,)``, sparse gradient."""
-        return F.embedding(user_idx, self.user_embeddings, sparse=True)
+    def score_rows(
+        self,
+        users: torch.Tensor,
+        items: torch.Tensor,
+        user_idx: torch.Tensor,
+        item_idx: torch.Tensor,
+        shared: bool = False,
+    ) -> torch.Tensor:
+        """Scores from embedding rows already gathered (the training step's leaf tensors).
 
-    def item_vectors(self, item_idx: torch.Tensor) -> torch.Tensor:
-        """Embedding rows, shape ``item_idx.shape + (embedding_dim,)``, sparse gradient."""
-        return F.embedding(item_idx, self.item_embeddings, sparse=True)
-
-    def embedding_parameters(self) -> list[nn.Parameter]:
-        """The tables with sparse gradients (for :class:`torch.optim.SparseAdam`)."""
-        return [self.user_embeddings, self.item_embeddings]
+        ``users`` (B, d) are the rows of ``user_idx`` (B,); ``items`` are the rows of
+        ``item_idx``: (B,) for one item per user, (B, N) for N items per user, or, with
+        ``shared``, (N,) items scored against every user. Returns (B,) or (B, N).
+        """
+        user_bias = self.user_biases[user_idx]
+        if shared:
+            return users @ items.T + self.item_biases[item_idx] + user_bias[:, None]
+        if item_idx.dim() == 2:
+            dot = torch.einsum("bd,bnd->bn", users, items)
+            return dot + self.item_biases[item_idx] + user_bias[:, None]
+        return (users * items).sum(dim=-1) + self.item_biases[item_idx] + user_bias
 
     def bias_parameters(self) -> list[nn.Parameter]:
         """The trainable biases (dense gradients)."""
