@@ -186,8 +186,10 @@ class Trainer:
         rows the batch read, gathered as leaf tensors whose ``.grad`` the backward pass fills.
         """
         config, model = self.config, self.model
-        user_idx, item_idx = self.users[index], self.items[index]
-        weights = None if self.weights is None else self.weights[index]
+        # index_select rather than [index] throughout: several times faster on a CPU.
+        user_idx = self.users.index_select(0, index)
+        item_idx = self.items.index_select(0, index)
+        weights = None if self.weights is None else self.weights.index_select(0, index)
         if self.shared:
             negative_idx = self.sampler.sample((config.negatives,))
         else:

@@ -61,7 +61,7 @@ class NegativeSampler:
         correction is then a constant)."""
         if self._log_probs is None:
             return None
-        return self._log_probs[item_idx]
+        return self._log_probs.index_select(0, item_idx.reshape(-1)).view(item_idx.shape)
 
 
 class PositiveSet:
