@@ -1,7 +1,7 @@
 """Benchmark S (BENCHMARKS.md): the real server (``mfrec serve``: gunicorn) on loopback.
 
-On a synthetic model (random seeded embeddings, 64 dimensions, 10 seen items per user, saved as
-an artifact under /tmp) it measures:
+On a synthetic model (random seeded embeddings of mfrec's default size, 128 dimensions; 10 seen
+items per user; saved as an artifact under /tmp) it measures:
 
 - ``batch``: all users, ``top_n=25``, through ``mfrec transform`` (MultiRecord bodies of at most
   6 MB, CSV out) end to end, then the same records in-process: decoding, the Recommender (the
@@ -38,13 +38,19 @@ import numpy as np
 
 from benchmarks.common import Table, run_header, set_threads, write_results
 from mfrec.train.artifact import ModelArtifact, save
+from mfrec.train.config import TrainConfig
 
 WORK = Path("/tmp/mfrec-bench-serving")
 PARTS = ("batch", "latency", "startup", "memory")
+EMBEDDING_DIM = TrainConfig().embedding_dim  # the size a job with no hyperparameters trains
 
 
 def synthetic_artifact(
-    num_users: int, num_items: int, embedding_dim: int = 64, seen_per_user: int = 10, seed: int = 0
+    num_users: int,
+    num_items: int,
+    embedding_dim: int = EMBEDDING_DIM,
+    seen_per_user: int = 10,
+    seed: int = 0,
 ) -> ModelArtifact:
     """Random embeddings, power-law popularity, ``seen_per_user`` random training items each."""
     rng = np.random.default_rng(seed)
@@ -63,7 +69,7 @@ def synthetic_artifact(
 
 def model_dir(num_users: int, num_items: int) -> Path:
     """The saved synthetic model of that size (built once, then reused from /tmp)."""
-    path = WORK / f"model-{num_users}x{num_items}"
+    path = WORK / f"model-{num_users}x{num_items}x{EMBEDDING_DIM}"
     if not (path / "model.json").is_file():
         save(synthetic_artifact(num_users, num_items), path)
     return path
@@ -437,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
         print(new_tables[0].to_markdown(), flush=True)
     results["load_after"] = load_average()
     notes = [
-        f"synthetic model {args.users:,} users x {args.items:,} items, 64 dimensions, "
+        f"synthetic model {args.users:,} users x {args.items:,} items, {EMBEDDING_DIM} "
+        "dimensions (mfrec's default), "
         f"10 seen items per user (masked), random seeded; loopback; load average "
         f"(1/5/15 min) before {results['load_before']}, after {results['load_after']}"
     ]
