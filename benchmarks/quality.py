@@ -100,9 +100,9 @@ def mfrec_grid(budget: int) -> list[dict[str, str]]:
     base = TrainConfig()
     candidates = [
         {},
-        # Recency weighting off (or on): it helps when tastes drift (MovieLens), and costs
-        # signal when they do not.
-        {"recency_min_weight": "1.0" if base.recency_min_weight < 1 else "0.0"},
+        # Recency weighting half-way (auto chooses between 0 and 1), or switched: it helps
+        # when tastes drift (MovieLens), and costs signal when they do not.
+        {"recency_min_weight": _other_recency(base.recency_min_weight)},
         {"embedding_dim": str(base.embedding_dim * 2)},
         {"learning_rate": str(base.learning_rate / 2)},
         {"l2": "0.0001" if base.l2 == 0 else str(base.l2 / 2)},
@@ -119,6 +119,12 @@ def mfrec_grid(budget: int) -> list[dict[str, str]]:
         {"user_bias": str(not base.user_bias).lower()},
     ]
     return candidates[:budget]
+
+
+def _other_recency(value: float | None) -> str:
+    if value is None:
+        return "0.5"
+    return "1.0" if value < 1 else "0.0"
 
 
 def train_mfrec(data, hyperparameters: dict[str, str], valid=None, overrides=None):

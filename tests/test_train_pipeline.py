@@ -37,6 +37,7 @@ CONFIG = TrainConfig(
     num_negatives=16,
     device="cpu",
     early_stopping_patience=0,
+    recency_min_weight=0.0,  # auto's probe is tested on its own (test_train_recency.py)
 )
 
 

@@ -79,7 +79,10 @@ def test_empty_hyperparameters_train_with_defaults(tmp_path):
     base = make_layout(tmp_path, hyperparameters={}, channels={"training": random_csv()})
     assert training_job.run_sagemaker_job(base) == 0
     artifact = load(base / "model")
-    assert artifact.config == TrainConfig().to_dict()
+    # The defaults, with recency_min_weight=auto resolved by its probe on the hold-out.
+    probe = artifact.metrics["recency_probe"]
+    assert probe["chosen"] in (0.0, 1.0) and set(probe["probe_ndcg@10"]) == {"0", "1"}
+    assert artifact.config == {**TrainConfig().to_dict(), "recency_min_weight": probe["chosen"]}
     assert artifact.num_users == 50 and artifact.num_items == 40
     outputs = sorted(p.name for p in (base / "output" / "data").iterdir())
     assert outputs == ["data_report.json", "metrics.json", "training_curve.png"]

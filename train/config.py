@@ -21,6 +21,9 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 # of negatives across the batch (cheap: one matrix product); the pairwise losses draw their own
 # per positive, and the max-over-negatives of adaptive_hinge needs a few to find a hard one.
 AUTO_NEGATIVES = {"softmax": 256, "adaptive_hinge": 8, "bpr": 4, "hinge": 4, "pointwise": 4}
+# Hyperparameters whose "auto" (None) is resolved later: num_negatives by the loss
+# (TrainConfig.negatives), recency_min_weight by a probe (mfrec.train.recency).
+_AUTO = ("num_negatives", "recency_min_weight")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 
@@ -38,7 +41,8 @@ class TrainConfig:
     sampler (probability proportional to ``(count + 1) ** negative_alpha``).
     ``recency_min_weight`` weights each user's interactions linearly by recency, from about
     this value for the user's oldest to 1 for the newest (1 disables it; see
-    :func:`mfrec.train.split.recency_weights`).
+    :func:`mfrec.train.split.recency_weights`); ``None`` means "auto": :mod:`mfrec.train.recency`
+    chooses 0 or 1 by a short probe on the validation data (0 without any).
     """
 
     embedding_dim: int = 128
@@ -50,7 +54,7 @@ class TrainConfig:
     negative_sampling: str = "popularity"
     negative_alpha: float = 0.75
     l2: float = 0.06
-    recency_min_weight: float = 0.0
+    recency_min_weight: float | None = None
     lr_schedule: str = "cosine"
     warmup_epochs: int = 0
     user_bias: bool = False
@@ -64,7 +68,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name, (check, allowed) in _RULES.items():
             value = getattr(self, name)
-            if value is None and name == "num_negatives":
+            if value is None and name in _AUTO:
                 continue
             if _KINDS[name] is int and not isinstance(value, int):
                 raise ConfigError(f"{name}={value!r} is not a whole number; allowed: {allowed}")
@@ -82,9 +86,12 @@ class TrainConfig:
         return self.num_negatives if self.num_negatives is not None else AUTO_NEGATIVES[self.loss]
 
     def to_dict(self) -> dict:
-        """Plain JSON-able values, ``num_negatives`` resolved (saved in the artifact)."""
+        """Plain JSON-able values, ``num_negatives`` resolved (saved in the artifact); an
+        unresolved ``recency_min_weight`` is ``"auto"`` (a trained model's is a number)."""
         values = dataclasses.asdict(self)
         values["num_negatives"] = self.negatives
+        if self.recency_min_weight is None:
+            values["recency_min_weight"] = "auto"
         return values
 
     @classmethod
@@ -129,7 +136,7 @@ def _parse(name: str, text: str):
         if text.lower() in _FALSE:
             return False
         raise ConfigError(f"{name}={text!r} is not a boolean; use true or false")
-    if name == "num_negatives" and text.lower() == "auto":
+    if name in _AUTO and text.lower() == "auto":
         return None
     if kind is str:
         return text.lower()
@@ -168,7 +175,10 @@ _RULES: dict[str, tuple[Callable, str]] = {
     "negative_sampling": (_one_of(SAMPLINGS), ", ".join(SAMPLINGS)),
     "negative_alpha": (_between(0, 2), "numbers 0 to 2"),
     "l2": (_between(0, 100), "numbers 0 to 100"),
-    "recency_min_weight": (_between(0, 1), "numbers 0 to 1 (1: no recency weighting)"),
+    "recency_min_weight": (
+        _between(0, 1),
+        "auto or numbers 0 to 1 (1: no recency weighting)",
+    ),
     "lr_schedule": (_one_of(SCHEDULES), ", ".join(SCHEDULES)),
     "warmup_epochs": (_between(0, 100_000), "integers 0 to num_epochs"),
     "user_bias": (lambda v: isinstance(v, bool), "true or false"),
@@ -180,6 +190,13 @@ _RULES: dict[str, tuple[Callable, str]] = {
     "refit": (lambda v: isinstance(v, bool), "true or false"),
 }
 _KINDS = {
-    f.name: {"int": int, "float": float, "str": str, "bool": bool, "int | None": int}[f.type]
+    f.name: {
+        "int": int,
+        "float": float,
+        "str": str,
+        "bool": bool,
+        "int | None": int,
+        "float | None": float,
+    }[f.type]
     for f in dataclasses.fields(TrainConfig)
 }

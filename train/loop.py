@@ -54,8 +54,11 @@ def resolve_device(spec: str) -> torch.device:
 def _weights(data: Interactions, config: TrainConfig) -> np.ndarray | None:
     """Per-interaction loss weights: the data's own (event values) times recency weights."""
     weights = data.weights
-    if config.recency_min_weight < 1.0:
-        recency = recency_weights(data, config.recency_min_weight)
+    # "auto" is resolved by mfrec.train.recency before training; a Trainer made directly with
+    # it uses the value auto falls back to without validation data.
+    min_weight = 0.0 if config.recency_min_weight is None else config.recency_min_weight
+    if min_weight < 1.0:
+        recency = recency_weights(data, min_weight)
         weights = recency if weights is None else weights * recency
     return weights
 

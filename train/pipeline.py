@@ -35,6 +35,7 @@ from mfrec.train.interactions import Interactions
 from mfrec.train.loop import resolve_device
 from mfrec.train.metrics import METRIC_NAMES
 from mfrec.train.phases import TrainingRun
+from mfrec.train.recency import choose_recency
 from mfrec.train.split import align_to, temporal_split
 
 logger = logging.getLogger("mfrec.train")
@@ -120,6 +121,7 @@ def train_model(
     device = resolve_device(config.device)
     logger.info("training config: %s", json.dumps(config.to_dict(), sort_keys=True))
     fit, holdout, source, dropped = _validation_data(data, valid, config)
+    config, recency = choose_recency(fit, holdout, config, device, should_stop)
     run = TrainingRun(data, fit, holdout, config, device, out, should_stop)
     run.fingerprint = fingerprint(data, valid, config, device)
     run.checkpoint_dir = checkpoint_dir
@@ -133,6 +135,7 @@ def train_model(
         "validation": source,
         "refit": run.refitted,
         **({"validation_dropped": dropped} if dropped else {}),
+        **({"recency_probe": recency} if recency else {}),
     }
     if not interrupted:
         run.print_final(metrics)
