@@ -314,19 +314,23 @@ def run_mfrec(fit, valid, args, preset: dict | None = None) -> dict:
     started = time.perf_counter()
     result = train_model(fit, config, valid=valid, out=io.StringIO())
     wall = time.perf_counter() - started
-    summary = summarise(mfrec_history(result.history))
+    probe = result.metrics.get("recency_probe", {}).get("probe_seconds", 0.0)
+    summary = summarise(mfrec_history(result.history, start_seconds=probe))
+    summary["recency_probe_seconds"] = probe
     summary["wall_seconds_with_evaluation"] = wall
     summary["settings"] = result.artifact.config
     return summary
 
 
-def mfrec_history(history) -> list[dict]:
+def mfrec_history(history, start_seconds: float = 0.0) -> list[dict]:
     """mfrec's per-epoch records as {epoch, epoch_seconds, train_seconds, valid_ndcg@10}.
 
     mfrec's ``epoch_seconds`` excludes its validation, which is ``mfrec.train.metrics`` on the
-    same VALID set the other systems are scored on.
+    same VALID set the other systems are scored on. ``start_seconds`` is training time spent
+    before the first epoch (the probes of ``recency_min_weight=auto``): it counts towards the
+    time to plateau.
     """
-    out, trained = [], 0.0
+    out, trained = [], start_seconds
     for record in history:
         trained += record["epoch_seconds"]
         out.append(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -28,7 +29,7 @@ logger = logging.getLogger("mfrec.train")
 
 CANDIDATES = (0.0, 1.0)
 PROBE_EPOCHS = 5
-PROBE_USERS = 20_000
+PROBE_USERS = 5_000
 
 
 def probe_sample(fit: Interactions, holdout: Interactions, seed: int, max_users: int):
@@ -52,8 +53,8 @@ def choose_recency(
     """``config`` with ``recency_min_weight`` resolved, and what the probe measured.
 
     Returns the config unchanged when the weighting was given. The second value is
-    ``{"chosen": weight, "probe_ndcg@10": {"0": NDCG@10, "1": NDCG@10}, "probe_users": n}``
-    (empty when nothing was probed).
+    ``{"chosen": weight, "probe_ndcg@10": {"0": NDCG@10, "1": NDCG@10}, "probe_users": n,
+    "probe_seconds": s}`` (empty when nothing was probed).
     """
     if config.recency_min_weight is not None:
         return config, {}
@@ -61,6 +62,7 @@ def choose_recency(
     if holdout is None or len(holdout) == 0:
         logger.info("recency_min_weight=auto: no validation data to probe; using %g", first)
         return dataclasses.replace(config, recency_min_weight=first), {}
+    started = time.perf_counter()
     fit_sample, holdout_sample = probe_sample(fit, holdout, config.seed, PROBE_USERS)
     epochs = min(config.num_epochs, PROBE_EPOCHS)
     scores = {}
@@ -87,5 +89,10 @@ def choose_recency(
         chosen,
     )
     probed = {f"{weight:g}": score for weight, score in scores.items()}
-    report = {"chosen": chosen, "probe_ndcg@10": probed, "probe_users": users}
+    report = {
+        "chosen": chosen,
+        "probe_ndcg@10": probed,
+        "probe_users": users,
+        "probe_seconds": time.perf_counter() - started,
+    }
     return dataclasses.replace(config, recency_min_weight=chosen), report
