@@ -72,6 +72,10 @@ def test_the_probe_samples_validation_users():
     assert set(np.unique(small_fit.user_idx)) == set(users)
     assert small_fit.num_users == fit.num_users  # index spaces kept
     assert probe_sample(fit, holdout, seed=0, max_users=1000) == (fit, holdout)
+    # A validation set of a few users: the probes train on those users' interactions only.
+    few = holdout.subset(holdout.user_idx < 30)
+    few_fit, few_holdout = probe_sample(fit, few, seed=0, max_users=1000)
+    assert few_holdout is few and set(np.unique(few_fit.user_idx)) == set(range(30))
 
 
 def test_auto_is_resolved_in_the_saved_model_and_resumes_exactly(tmp_path, caplog):

@@ -33,14 +33,14 @@ PROBE_USERS = 5_000
 
 
 def probe_sample(fit: Interactions, holdout: Interactions, seed: int, max_users: int):
-    """``(fit, holdout)`` restricted to at most ``max_users`` validation users (seeded)."""
+    """``(fit, holdout)`` of at most ``max_users`` validation users (seeded): the probes train
+    on those users' fit interactions only, so their cost is bounded whatever the data size."""
     users = np.unique(holdout.user_idx)
-    if len(users) <= max_users:
-        return fit, holdout
-    chosen = np.random.default_rng(seed).choice(users, max_users, replace=False)
-    return fit.subset(np.isin(fit.user_idx, chosen)), holdout.subset(
-        np.isin(holdout.user_idx, chosen)
-    )
+    if len(users) > max_users:
+        users = np.random.default_rng(seed).choice(users, max_users, replace=False)
+        holdout = holdout.subset(np.isin(holdout.user_idx, users))
+    keep = np.isin(fit.user_idx, users)
+    return (fit, holdout) if keep.all() else (fit.subset(keep), holdout)
 
 
 def choose_recency(
