@@ -107,7 +107,8 @@ def test_artifact_holds_what_serving_needs(trained):
     indptr, indices = data.to_csr()
     np.testing.assert_array_equal(artifact.seen_indptr, indptr)
     np.testing.assert_array_equal(artifact.seen_indices, indices)
-    assert artifact.config == config.to_dict()
+    chosen = artifact.metrics["recency_probe"]["chosen"]  # recency_min_weight=auto, resolved
+    assert artifact.config == {**config.to_dict(), "recency_min_weight": chosen}
     assert artifact.metrics["mfrec"]["ndcg@10"] == result.metrics["mfrec"]["ndcg@10"]
     assert artifact.user_embeddings.dtype == np.float32 and artifact.embedding_dim == 6
     assert np.any(artifact.user_biases != 0)  # user_bias=True trains them
