@@ -20,13 +20,15 @@ code path of ``/invocations``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Table, load_ml100k, run_header, write_results
+from benchmarks.common import Table, git_commit, load_ml100k, run_header, write_results
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.requests import Filters, Request
 from mfrec.train.artifact import ModelArtifact, load, save
@@ -71,8 +73,13 @@ def lists(rec: Recommender, requests: list[Request]) -> list[np.ndarray]:
 
 
 def train_or_load(data: Interactions, config: TrainConfig, name: str) -> ModelArtifact:
-    """A model trained on ``data``, kept under /tmp so that a second run does not retrain."""
-    folder = MODELS / name
+    """A model trained on ``data``, kept under /tmp so that a second run does not retrain.
+
+    The cache key includes the configuration and a digest of the training code, so a change to
+    either (new defaults, a new optimizer) trains a new model instead of reusing a stale one.
+    """
+    key = json.dumps([config.to_dict(), git_commit()["code_sha256"]], sort_keys=True)
+    folder = MODELS / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (folder / "model.json").is_file():
         return load(folder)
     artifact = train_model(data, config, out=io.StringIO()).artifact
