@@ -35,3 +35,16 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def ml100k_dir() -> Path:
     return ML100K
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a shared CPU, and
+    makes CPU training bit-for-bit reproducible. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,14 +14,7 @@ from mfrec.train.interactions import Interactions
 from mfrec.train.loop import Trainer, resolve_device
 from mfrec.train.sampling import NegativeSampler, PositiveSet
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CPU = torch.device("cpu")

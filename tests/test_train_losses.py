@@ -28,13 +28,7 @@ from mfrec.train.losses import (
 GROUPS, USERS, ITEMS = 4, 80, 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def checkerboard() -> Interactions:

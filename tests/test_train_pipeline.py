@@ -20,14 +20,7 @@ from mfrec.train.pipeline import METRIC_DEFINITIONS, train_model
 from mfrec.train.plot import plot_history
 from mfrec.train.split import align_to, temporal_split
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP hand-offs that dominate on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CONFIG = TrainConfig(

@@ -19,12 +19,7 @@ CONFIG = TrainConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def drifting_data(num_users: int = 90, seed: int = 0) -> Interactions:
