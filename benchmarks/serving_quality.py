@@ -87,6 +87,20 @@ def train_or_load(data: Interactions, config: TrainConfig, name: str) -> ModelAr
     return artifact
 
 
+def fold_in_recommender(artifact, method: str, confidence, regularization) -> Recommender:
+    """A CPU Recommender folding histories in with ``method``; the mean fold-in's grid entry
+    has no settings (0.0), which become valid placeholders that it ignores."""
+    return Recommender(
+        artifact,
+        "cpu",
+        fold_in_method=method,
+        default_top_n=K,
+        max_top_n=K,
+        fold_in_confidence=confidence or 10.0,
+        fold_in_regularization=regularization or 0.1,
+    )
+
+
 def fold_in_scores(rec: Recommender, users, histories, truths) -> tuple[float, float]:
     """NDCG@K of fold-in and of popularity (history excluded) for unknown users."""
     ids = [rec.item_ids[h].tolist() for h in histories]
@@ -111,15 +125,7 @@ def bench_fold_in(data, train, test, held, config, seed) -> tuple[Table, dict]:
     valid_truth = [set(v.tolist()) for v in per_user(valid, held)]
     choices = {}
     for method, confidence, regularization in GRID:
-        rec = Recommender(
-            model_out,
-            "cpu",
-            fold_in_method=method,
-            default_top_n=K,
-            max_top_n=K,
-            fold_in_confidence=confidence or 10.0,
-            fold_in_regularization=regularization or 0.1,
-        )
+        rec = fold_in_recommender(model_out, method, confidence, regularization)
         choices[(method, confidence, regularization)] = fold_in_scores(
             rec, held, fit_histories, valid_truth
         )[0]
@@ -139,15 +145,7 @@ def bench_fold_in(data, train, test, held, config, seed) -> tuple[Table, dict]:
     )
     for method in ("als", "mean"):
         settings = max((key for key in choices if key[0] == method), key=choices.get)
-        rec = Recommender(
-            model_out,
-            "cpu",
-            fold_in_method=method,
-            default_top_n=K,
-            max_top_n=K,
-            fold_in_confidence=settings[1] or 10.0,
-            fold_in_regularization=settings[2] or 0.1,
-        )
+        rec = fold_in_recommender(model_out, *settings)
         fold, popular = fold_in_scores(rec, held, histories, truth)
         label = "-" if method == "mean" else f"confidence {settings[1]}, reg {settings[2]}"
         table.rows.append([f"fold-in ({method})", label, round(fold, 4)])

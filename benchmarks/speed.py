@@ -39,11 +39,13 @@ from benchmarks import common, peers
 
 logger = logging.getLogger("benchmarks.speed")
 
-SYSTEMS = ("mfrec", "mfrec-lean", "als", "naive")
-MFREC_SYSTEMS = ("mfrec", "mfrec-lean")
 # mfrec with settings chosen for CPU speed (benchmarks/NOTES.md, "A lean CPU configuration"):
 # a cheaper step, at a lower VALID NDCG@10 than the defaults but far above the naive loop's.
 LEAN = {"embedding_dim": "32", "num_negatives": "32", "batch_size": "4096"}
+# The mfrec systems and the hyperparameters each sets on top of the defaults.
+PRESETS = {"mfrec": {}, "mfrec-lean": LEAN}
+MFREC_SYSTEMS = tuple(PRESETS)
+SYSTEMS = (*MFREC_SYSTEMS, "als", "naive")
 PLATEAU = 0.99  # within 1 % of the best VALID NDCG@10
 DATA_DIR = Path("/tmp/mfrec-bench-data")
 NAIVE = {"embedding_dim": 32, "batch_size": 256, "learning_rate": 0.01, "num_negatives": 1}
@@ -303,12 +305,13 @@ def run_als(fit, valid, args) -> dict:
     return summary
 
 
-def run_mfrec(fit, valid, args, preset: dict | None = None) -> dict:
-    """mfrec with its defaults (or ``preset``), plus ``--mfrec-set``, through its own pipeline."""
+def run_mfrec(fit, valid, args) -> dict:
+    """mfrec with its defaults plus the worker's preset (:data:`PRESETS`) and ``--mfrec-set``,
+    through its own pipeline."""
     from mfrec.train.config import TrainConfig
     from mfrec.train.pipeline import train_model
 
-    hyperparameters = {"device": args.device, **(preset or {})}
+    hyperparameters = {"device": args.device, **PRESETS[args.worker]}
     hyperparameters.update(item.split("=", 1) for item in args.mfrec_set)
     config = TrainConfig.from_hyperparameters(hyperparameters)
     started = time.perf_counter()
@@ -370,11 +373,7 @@ def summarise(history: list[dict]) -> dict:
     }
 
 
-def run_mfrec_lean(fit, valid, args) -> dict:
-    return run_mfrec(fit, valid, args, preset=LEAN)
-
-
-RUNNERS = {"mfrec": run_mfrec, "mfrec-lean": run_mfrec_lean, "als": run_als, "naive": run_naive}
+RUNNERS = {**dict.fromkeys(MFREC_SYSTEMS, run_mfrec), "als": run_als, "naive": run_naive}
 
 
 def worker(args) -> int:
@@ -515,7 +514,7 @@ def tables(results: dict, args) -> list[common.Table]:
 
 def _settings(name: str, args) -> str:
     """The mfrec settings of a row: its preset and ``--mfrec-set``."""
-    preset = LEAN if name == "mfrec-lean" else {}
+    preset = PRESETS[name]
     forced = dict(item.split("=", 1) for item in args.mfrec_set)
     words = [f"{key}={value}" for key, value in {**preset, **forced}.items()]
     label = "lean" if preset else "defaults"
