@@ -129,7 +129,7 @@ def test_quality_main_writes_tables_for_every_system(bench, planted, tmp_path):
     expected = {"popularity", "ease", "mfrec", "mfrec-tuned"} | ({"als"} if HAS_IMPLICIT else set())
     assert set(found["systems"]) == expected
     for outcome in found["systems"].values():
-        assert set(bench["quality"].METRICS) <= set(outcome["test"])
+        assert set(bench["quality"].METRIC_NAMES) <= set(outcome["test"])
         assert outcome["configurations_tried"] <= 2
     assert set(found["targets"]) >= {"best_peer", "mfrec", "mfrec-tuned"}
     (table,) = payload["tables"]

@@ -29,6 +29,8 @@ from mfrec.train.interactions import Interactions
 
 CUTOFFS = {"precision": (5, 10, 25), "recall": (10,), "mrr": (25,), "ndcg": (5, 10, 25)}
 METRIC_NAMES = [f"{name}@{k}" for name, ks in CUTOFFS.items() for k in ks] + ["coverage"]
+# The order of printed lines and tables: the headline metric first, then the others in order.
+LINE_ORDER = ["ndcg@10"] + [name for name in METRIC_NAMES if name != "ndcg@10"]
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:

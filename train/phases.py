@@ -12,13 +12,10 @@ import time
 
 from mfrec.train.checkpoint import save_checkpoint
 from mfrec.train.loop import Trainer
-from mfrec.train.metrics import METRIC_NAMES, evaluate, evaluate_popularity
+from mfrec.train.metrics import LINE_ORDER, evaluate, evaluate_popularity
 from mfrec.train.progress import ProgressBar, format_line
 
 logger = logging.getLogger("mfrec.train")
-
-# The headline metric first on every line, then the others in their usual order.
-LINE_ORDER = ["ndcg@10"] + [name for name in METRIC_NAMES if name != "ndcg@10"]
 
 
 class TrainingRun:

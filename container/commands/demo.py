@@ -16,18 +16,6 @@ import shutil
 import sys
 from pathlib import Path
 
-TABLE_METRICS = (
-    "ndcg@10",
-    "precision@5",
-    "precision@10",
-    "precision@25",
-    "recall@10",
-    "mrr@25",
-    "ndcg@5",
-    "ndcg@25",
-    "coverage",
-)
-
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -104,8 +92,10 @@ def _metrics_table(metrics_file: Path) -> str:
     model, popularity = results.get("mfrec") or {}, results.get("popularity") or {}
     if not model:
         return "(no validation metrics: validation_fraction was 0)"
+    from mfrec.train.metrics import LINE_ORDER  # imports torch: only when the table is printed
+
     rows = [f"{'metric':<14}{'mfrec':>10}{'popularity':>12}"]
-    for name in TABLE_METRICS:
+    for name in LINE_ORDER:
         if name in model:
             rows.append(
                 f"{name:<14}{model[name]:>10.4f}{popularity.get(name, float('nan')):>12.4f}"
