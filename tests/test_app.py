@@ -74,6 +74,14 @@ def test_missing_or_wildcard_accept_gives_csv(client):
         assert post(client, SEED, accept=accept).text == "\n".join(rows("685", 5) + rows("302", 5))
 
 
+def assert_single_records_equal_one_body(client, lines: list[bytes]) -> None:
+    """Each line posted alone, joined, equals all lines posted as one body, in CSV and JSON
+    Lines (AssembleWith=Line: one newline per response)."""
+    for accept in ("text/csv", "application/jsonlines"):
+        single = [post(client, line, accept=accept).text for line in lines]
+        assert "\n".join(single) == post(client, b"\n".join(lines), accept=accept).text
+
+
 def test_single_record_bodies_equal_one_multi_record_body():
     client = make_app(batch=True).test_client()  # as under batch transform: no 400 answers
     lines = [
@@ -82,10 +90,7 @@ def test_single_record_bodies_equal_one_multi_record_body():
         b'{"user_id": "302", "top_n": "x"}',
         b'{"user_id": "u3"}',
     ]
-    for accept in ("text/csv", "application/jsonlines"):
-        single = [post(client, line, accept=accept).text for line in lines]
-        multi = post(client, b"\n".join(lines), accept=accept).text
-        assert "\n".join(single) == multi  # AssembleWith=Line: one newline per response
+    assert_single_records_equal_one_body(client, lines)
 
 
 def test_every_request_type_in_one_body_single_equals_multi_record():
@@ -99,9 +104,7 @@ def test_every_request_type_in_one_body_single_equals_multi_record():
         b'{"type": "trending"}',
         b'{"item_id": "i2", "similarity": "cooccurrence", "top_n": 1}',
     ]
-    for accept in ("text/csv", "application/jsonlines"):
-        single = [post(client, line, accept=accept).text for line in lines]
-        assert "\n".join(single) == post(client, b"\n".join(lines), accept=accept).text
+    assert_single_records_equal_one_body(client, lines)
     rows_ = post(client, b"\n".join(lines)).text.split("\n")
     assert rows_[:2] == rows("685", 2)
     assert [row.split(",")[0] for row in rows_[2:4]] == ["i2", "i2"]  # similar: the item first

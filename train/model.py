@@ -19,11 +19,10 @@ class MatrixFactorization(nn.Module):
     """User/item embeddings with an item bias and an optional user bias.
 
     The initial weights are drawn on the CPU from ``torch.Generator().manual_seed(seed)`` and
-    then moved, so a seed gives the same starting point on every device. The training methods
-    (``forward``, ``score_shared``) gather embedding rows
-    by plain indexing; the trainer gathers the rows of a batch itself and scores them with
-    :meth:`score_rows`, so that its optimizer (:class:`mfrec.train.optim.RowAdam`) touches only
-    those rows, not whole tables.
+    then moved, so a seed gives the same starting point on every device. ``forward`` and
+    ``score_shared`` gather embedding rows by plain indexing; the trainer gathers the rows of a
+    batch itself and scores them with :meth:`score_rows`, so that its optimizer
+    (:class:`mfrec.train.optim.RowAdam`) touches only those rows, not whole tables.
 
     Parameters
     ----------
