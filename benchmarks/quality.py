@@ -40,10 +40,10 @@ def load_dataset(name: str, data_dir: str | None = None):
     """``ml-100k``, ``synthetic`` (mfrec's packaged default dataset) or a path to a CSV file."""
     if name == "ml-100k":
         return common.load_ml100k(data_dir)
-    from mfrec.train.importer import load_interactions
+    from mfrec.train.ingest import load_interactions
 
     if name == "synthetic":
-        from mfrec.train.datasets import default_dataset_path
+        from mfrec.train.ingest.datasets import default_dataset_path
 
         path = default_dataset_path()
     else:

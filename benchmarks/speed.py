@@ -68,7 +68,7 @@ def parse_size(name: str) -> int | None:
 
 def synthetic_path(size: str, data_dir: Path, seed: int = 0) -> Path:
     """mfrec's synthetic data of ``size`` interactions, generated (streamed) once and reused."""
-    from mfrec.train.synth import write_synthetic
+    from mfrec.train.ingest.synth import write_synthetic
 
     path = data_dir / f"synthetic-{size}-seed{seed}.csv"
     if not path.is_file():
@@ -84,7 +84,7 @@ def synthetic_path(size: str, data_dir: Path, seed: int = 0) -> Path:
 def load(size: str, data_dir: Path, ml100k_dir: str | None):
     if size == "ml-100k":
         return common.load_ml100k(ml100k_dir)
-    from mfrec.train.importer import load_interactions
+    from mfrec.train.ingest import load_interactions
 
     data, _report = load_interactions(synthetic_path(size, data_dir))
     return data

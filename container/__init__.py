@@ -4,4 +4,6 @@ The root package holds the command line and the SageMaker glue; the model lives 
 :mod:`mfrec.train` and the server in :mod:`mfrec.serve`.
 """
 
-__version__ = "0.1.0"
+from mfrec.train.version import __version__
+
+__all__ = ["__version__"]

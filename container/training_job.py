@@ -216,7 +216,7 @@ def _parse_hyperparameters(hyperparameters: Mapping[str, str]):
     """Split string hyperparameters into (ImportOptions, TrainConfig, trending half-life in
     days); reject unknown keys."""
     from mfrec.train.config import TrainConfig
-    from mfrec.train.importer import ImportOptions
+    from mfrec.train.ingest import ImportOptions
     from mfrec.train.item_features import DEFAULT_HALF_LIFE_DAYS, HALF_LIFE_NAME, parse_half_life
 
     other_names = set(ImportOptions.hyperparameter_names()) | set(JOB_HYPERPARAMETERS)
@@ -232,7 +232,7 @@ def _parse_hyperparameters(hyperparameters: Mapping[str, str]):
 
 
 def _train(spec: JobSpec, stop: StopFlag, out) -> int:
-    from mfrec.train.importer import load_interactions
+    from mfrec.train.ingest import load_interactions
     from mfrec.train.item_features import item_extras
 
     options, config, half_life = _parse_hyperparameters(spec.hyperparameters)
@@ -303,7 +303,7 @@ def _load_validation(spec: JobSpec, options, data):
     """The validation channel re-indexed onto the training ids, and the dropped-row counts."""
     if spec.validation is None:
         return None, None
-    from mfrec.train.importer import load_interactions
+    from mfrec.train.ingest import load_interactions
     from mfrec.train.split import align_to
 
     raw, report = load_interactions(spec.validation, options, check_minimums=False)

@@ -12,11 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from mfrec.serve.requests import Filters
-from mfrec.train.artifact import ModelArtifact
+from mfrec.train.artifact import ATTRIBUTE_PREFIX, TRENDING, ModelArtifact
 
 SCORE_DECIMALS = 6  # scores are rounded to 6 decimals: float32 carries about 7 digits
-ATTRIBUTE_PREFIX = "item_attribute."
-TRENDING = "item_trending"
 
 
 class FilterError(ValueError):

@@ -27,7 +27,7 @@ from mfrec.serve.catalog import SCORE_DECIMALS, Catalog, FilterError
 from mfrec.serve.requests import SIMILARITIES, Recommendation, Request
 from mfrec.serve.scoring import CoOccurrence, Masks, TopK, csr_pairs, top_k_masked
 from mfrec.serve.tensors import FOLD_IN_METHODS, ModelTensors, resolve_device
-from mfrec.train.artifact import ModelArtifact, load
+from mfrec.train.artifact import TRENDING, ModelArtifact, load
 from mfrec.train.errors import ConfigError
 
 log = logging.getLogger("mfrec.serve")
@@ -402,7 +402,7 @@ class Recommender:
             elif not self.catalog.has_list(request.type):
                 results.append(
                     Recommendation.failed(
-                        f"this model has no {request.type} counts (artifact extra 'item_trending');"
+                        f"this model has no {request.type} counts (artifact extra {TRENDING!r});"
                         " retrain it with this mfrec version, or ask for popular items"
                     )
                 )

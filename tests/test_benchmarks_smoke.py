@@ -34,8 +34,8 @@ def bench():
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     """Planted-topic synthetic data from mfrec's generator, as a CSV file and Interactions."""
-    from mfrec.train.importer import load_interactions
-    from mfrec.train.synth import write_synthetic
+    from mfrec.train.ingest import load_interactions
+    from mfrec.train.ingest.synth import write_synthetic
 
     path = tmp_path_factory.mktemp("planted") / "planted.csv"
     write_synthetic(path, 6000, num_users=150, num_items=120, seed=3, num_topics=4)

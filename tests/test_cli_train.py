@@ -17,7 +17,7 @@ import pytest
 from mfrec.cli import main
 from mfrec.train.artifact import load
 from mfrec.train.config import TrainConfig
-from mfrec.train.importer import ImportOptions
+from mfrec.train.ingest import ImportOptions
 
 FAST = {"num_epochs": "2", "embedding_dim": "8", "device": "cpu", "loss": "bpr"}
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "training.md"

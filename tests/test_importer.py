@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from mfrec.train.errors import ConfigError
-from mfrec.train.importer import ImportOptions, interactions_to_table, load_interactions
-from mfrec.train.synth import generate
+from mfrec.train.ingest import ImportOptions, interactions_to_table, load_interactions
+from mfrec.train.ingest.synth import generate
 
 
 @pytest.fixture(scope="module")

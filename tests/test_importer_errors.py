@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mfrec.train.errors import ConfigError, DataValidationError
-from mfrec.train.importer import ImportOptions, load_interactions
+from mfrec.train.ingest import ImportOptions, load_interactions
 
 HEADER = "user_id,item_id,timestamp"
 

@@ -11,16 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mfrec.serve import catalog
-from mfrec.train import item_features
 from mfrec.train.errors import ConfigError, DataValidationError
+from mfrec.train.ingest import items, read_item_attributes
 from mfrec.train.interactions import Interactions
-from mfrec.train.item_features import (
-    item_extras,
-    parse_half_life,
-    read_item_attributes,
-    trending_scores,
-)
+from mfrec.train.item_features import item_extras, parse_half_life, trending_scores
 
 DAY = 86_400
 NOW = 1_700_000_000
@@ -76,11 +70,6 @@ def test_half_life_parses_numbers():
     assert parse_half_life(" 0.5 ") == 0.5 and parse_half_life("7") == 7.0
 
 
-def test_extra_names_are_the_ones_the_server_reads():
-    assert item_features.TRENDING == catalog.TRENDING
-    assert item_features.ATTRIBUTE_PREFIX == catalog.ATTRIBUTE_PREFIX
-
-
 def test_csv_metadata_is_aligned_to_the_training_items(tmp_path, caplog):
     path = tmp_path / "items.csv"
     path.write_text(
@@ -132,7 +121,7 @@ def test_item_extras_holds_trending_and_prefixed_attributes(tmp_path):
 
 
 def test_too_long_attribute_is_left_out_with_a_warning(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(item_features, "MAX_ATTRIBUTE_BYTES", 1000)
+    monkeypatch.setattr(items, "MAX_ATTRIBUTE_BYTES", 1000)
     path = tmp_path / "items.csv"
     path.write_text(f"item_id,genre,description\n10,Horror,{'x' * 300}\n")
     with caplog.at_level(logging.WARNING, logger="mfrec.train"):

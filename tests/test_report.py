@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mfrec.train.errors import DataValidationError
-from mfrec.train.importer import load_interactions
+from mfrec.train.ingest import load_interactions
 
 
 def write(path, lines: list[str]):

@@ -9,10 +9,14 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from mfrec.train.datasets import build_default_dataset, default_dataset_path, default_items_path
 from mfrec.train.errors import ConfigError
-from mfrec.train.importer import load_interactions
-from mfrec.train.synth import SynthSpec, generate, item_metadata, write_synthetic
+from mfrec.train.ingest import load_interactions
+from mfrec.train.ingest.datasets import (
+    build_default_dataset,
+    default_dataset_path,
+    default_items_path,
+)
+from mfrec.train.ingest.synth import SynthSpec, generate, item_metadata, write_synthetic
 
 
 def test_generate_sizes_and_columns():
@@ -62,7 +66,7 @@ def test_write_csv_gz_and_parquet_stream_the_same_rows(tmp_path):
 
 
 def test_write_is_byte_identical_and_chunked(tmp_path, monkeypatch):
-    import mfrec.train.synth as synth
+    import mfrec.train.ingest.synth as synth
 
     monkeypatch.setattr(synth, "ROWS_PER_BLOCK", 1_000)  # force several blocks
     write_synthetic(tmp_path / "a.csv", 5_000, 100, 200, seed=1)

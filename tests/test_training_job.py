@@ -14,7 +14,7 @@ import pytest
 from mfrec import training_job
 from mfrec.train.artifact import ModelArtifact, load
 from mfrec.train.config import TrainConfig
-from mfrec.train.importer import ImportOptions
+from mfrec.train.ingest import ImportOptions
 
 FAST = {"num_epochs": "2", "embedding_dim": "8", "device": "cpu", "loss": "bpr"}
 

@@ -154,7 +154,7 @@ def test_wheel_carries_packages_and_data(installed, tmp_path):
     python = installed / "bin" / "python"
     code = (
         "import mfrec, mfrec.train, mfrec.serve, mfrec.sagemaker, mfrec.commands;"
-        "from mfrec.train.datasets import default_dataset_path as p;"
+        "from mfrec.train.ingest.datasets import default_dataset_path as p;"
         "print(mfrec.__file__); print(p()); print(p().is_file())"
     )
     out = subprocess.run([python, "-c", code], cwd=tmp_path, capture_output=True, text=True)
@@ -179,7 +179,7 @@ def test_installed_mfrec_trains_then_serves(installed, env, tmp_path):
     (base / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     channel = base / "input" / "data" / "training"
     channel.mkdir(parents=True)
-    code = "from mfrec.train.datasets import default_dataset_path as p; print(p())"
+    code = "from mfrec.train.ingest.datasets import default_dataset_path as p; print(p())"
     dataset = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
     with gzip.open(dataset.stdout.strip(), "rt") as embedded:  # the installed package data
         head = list(itertools.islice(embedded, 15_001))  # the header and 300 users

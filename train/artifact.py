@@ -35,6 +35,9 @@ FORMAT_VERSION = 1
 MANIFEST = "model.json"
 ARRAYS = "arrays.npz"
 _EXTRA_PREFIX = "extra."
+# The extras the training job writes and the server reads (see mfrec.train.item_features).
+TRENDING = "item_trending"
+ATTRIBUTE_PREFIX = "item_attribute."
 
 
 @dataclass
@@ -123,7 +126,7 @@ def save(artifact: ModelArtifact, model_dir: str | os.PathLike) -> Path:
     either no manifest (the folder is not a model) or a complete model, never a half-written one
     that loads.
     """
-    from mfrec import __version__
+    from mfrec.train.version import __version__
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """``mfrec validate``, ``mfrec import`` and ``mfrec synth``: the data side of the CLI.
 
-The import options are the hyperparameters of :class:`mfrec.train.importer.ImportOptions`, one
+The import options are the hyperparameters of :class:`mfrec.train.ingest.importer.ImportOptions`, one
 ``--flag`` each (``--min-event-value 3.5``); ``add_import_arguments`` and ``import_options``
 let other commands (``mfrec train``) offer the same flags.
 """
@@ -37,7 +37,7 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 
 def import_options(args: argparse.Namespace):
     """The ``ImportOptions`` given on the command line."""
-    from mfrec.train.importer import ImportOptions
+    from mfrec.train.ingest import ImportOptions
 
     given = {name: getattr(args, name) for name, _ in IMPORT_FLAGS.values()}
     return ImportOptions.from_hyperparameters({k: v for k, v in given.items() if v is not None})
@@ -94,7 +94,7 @@ def register(subparsers) -> None:
 
 def _load(args):
     from mfrec.train.errors import DataValidationError
-    from mfrec.train.importer import load_interactions
+    from mfrec.train.ingest import load_interactions
 
     try:
         return load_interactions(
@@ -122,7 +122,7 @@ def run_import(args) -> int:
 
     import pyarrow.parquet as pq
 
-    from mfrec.train.importer import interactions_to_table
+    from mfrec.train.ingest import interactions_to_table
 
     data, report = _load(args)
     out = Path(args.out)
@@ -137,7 +137,7 @@ def run_import(args) -> int:
 
 
 def run_synth(args) -> int:
-    from mfrec.train.synth import item_metadata, write_synthetic
+    from mfrec.train.ingest.synth import item_metadata, write_synthetic
 
     spec = write_synthetic(
         args.out,

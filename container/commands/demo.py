@@ -67,8 +67,7 @@ def _request_file(
     trending request filtered on the genre of the most popular item; (users, that genre)."""
     import pandas as pd
 
-    from mfrec.train.importer import ImportOptions, load_interactions
-    from mfrec.train.item_features import read_item_attributes
+    from mfrec.train.ingest import ImportOptions, load_interactions, read_item_attributes
 
     interactions, _ = load_interactions(data, ImportOptions(), check_minimums=False)
     counts = pd.Series(interactions.user_counts(), index=interactions.user_ids)
@@ -104,7 +103,7 @@ def _metrics_table(metrics_file: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfrec.train.datasets import default_dataset_path, default_items_path
+    from mfrec.train.ingest.datasets import default_dataset_path, default_items_path
 
     data = Path(args.data) if args.data else default_dataset_path()
     items = Path(args.items) if args.items else None if args.data else default_items_path()

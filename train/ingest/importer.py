@@ -3,9 +3,9 @@
 >>> data, report = load_interactions("ratings/", ImportOptions(min_event_value=3.5))
 >>> print(report.summary())
 
-Steps: list the files (:mod:`mfrec.train.formats`), sniff and read each one with pyarrow
-(:mod:`mfrec.train.readers`), map its columns to roles (:mod:`mfrec.train.columns`), convert
-ids, timestamps and values (:mod:`mfrec.train.converters`), then apply the options in this
+Steps: list the files (:mod:`mfrec.train.ingest.formats`), sniff and read each one with pyarrow
+(:mod:`mfrec.train.ingest.readers`), map its columns to roles (:mod:`mfrec.train.ingest.columns`), convert
+ids, timestamps and values (:mod:`mfrec.train.ingest.converters`), then apply the options in this
 order: keep ``event_types``, keep ``event_value >= min_event_value``, weight by event type, map
 ids to indices, apply the ``duplicates`` policy. ``weights`` = event value (1 when the data have
 none) x event-type weight (1 when none is given); ``None`` when neither exists.
@@ -20,14 +20,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mfrec.train.columns import map_columns
-from mfrec.train.converters import factorize, to_float, to_ids, to_unix_seconds
 from mfrec.train.errors import ConfigError, DataValidationError
-from mfrec.train.formats import list_input_files, sniff
-from mfrec.train.import_options import ImportOptions
+from mfrec.train.ingest.columns import map_columns
+from mfrec.train.ingest.converters import factorize, to_float, to_ids, to_unix_seconds
+from mfrec.train.ingest.formats import list_input_files, sniff
+from mfrec.train.ingest.options import ImportOptions
+from mfrec.train.ingest.readers import read_source
+from mfrec.train.ingest.report import DataReport, ImportStats, build_report
 from mfrec.train.interactions import Interactions
-from mfrec.train.readers import read_source
-from mfrec.train.report import DataReport, ImportStats, build_report
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """The small synthetic dataset embedded in the package (the main job's and the tests' default).
 
 ``data/default.csv.gz``: 75,000 interactions of 1,500 users with 800 items, columns
-``user_id,item_id,timestamp`` (Unix seconds), made by :mod:`mfrec.train.synth` with the
+``user_id,item_id,timestamp`` (Unix seconds), made by :mod:`mfrec.train.ingest.synth` with the
 settings below; ``data/default_items.csv.gz``: ``item_id,title,genre`` for the same items (the
 genre is the item's planted topic). Training on it takes seconds on a CPU, and a factorisation
 model beats popularity clearly (PureSVD NDCG@10 0.21 vs 0.08 on the temporal hold-out).
 
-Regenerate with ``python -m mfrec.train.datasets [FOLDER]`` (default: the package's data folder).
+Regenerate with ``python -m mfrec.train.ingest.datasets [FOLDER]`` (default: the package's data folder).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ DEFAULT_SETTINGS = {"num_interactions": 75_000, "num_users": 1_500, "num_items":
 
 
 def default_dataset_path() -> Path:
-    """The embedded interactions file, ``.../mfrec/train/data/default.csv.gz``."""
+    """The embedded interactions file, ``.../mfrec/train/ingest/data/default.csv.gz``."""
     return DATA_DIR / "default.csv.gz"
 
 
@@ -32,7 +32,7 @@ def default_items_path() -> Path:
 
 def build_default_dataset(folder: str | Path = DATA_DIR) -> tuple[Path, Path]:
     """Write ``default.csv.gz`` and ``default_items.csv.gz`` into ``folder`` (reproducible)."""
-    from mfrec.train.synth import generate, item_metadata
+    from mfrec.train.ingest.synth import generate, item_metadata
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 
-from mfrec.train.columns import ROLES
 from mfrec.train.errors import ConfigError
+from mfrec.train.ingest.columns import ROLES
 
 _CHOICES = {
     "duplicates": ("keep", "first", "sum"),

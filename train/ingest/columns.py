@@ -2,7 +2,7 @@
 
 Header names are compared after lower-casing and dropping everything but letters and digits, so
 ``user_id``, ``USER_ID``, ``userId``, ``userID`` and ``User ID`` are the same name. Explicit
-column names from :class:`~mfrec.train.importer.ImportOptions` always win over detection.
+column names from :class:`~mfrec.train.ingest.importer.ImportOptions` always win over detection.
 
 Files without a header get the names ``column_1``, ``column_2``, ... and this positional rule:
 

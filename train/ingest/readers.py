@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from mfrec.train.errors import DataValidationError
-from mfrec.train.formats import SourceFile
+from mfrec.train.ingest.formats import SourceFile
 
 log = logging.getLogger(__name__)
 
