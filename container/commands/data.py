@@ -1,6 +1,6 @@
 """``mfrec validate``, ``mfrec import`` and ``mfrec synth``: the data side of the CLI.
 
-The import options are the hyperparameters of :class:`mfrec.train.ingest.importer.ImportOptions`, one
+The import options are the hyperparameters of :class:`mfrec.train.ingest.ImportOptions`, one
 ``--flag`` each (``--min-event-value 3.5``); ``add_import_arguments`` and ``import_options``
 let other commands (``mfrec train``) offer the same flags.
 """

@@ -1,12 +1,13 @@
 """The small synthetic dataset embedded in the package (the main job's and the tests' default).
 
 ``data/default.csv.gz``: 75,000 interactions of 1,500 users with 800 items, columns
-``user_id,item_id,timestamp`` (Unix seconds), made by :mod:`mfrec.train.ingest.synth` with the
+``user_id,item_id,timestamp`` (Unix seconds), made by :mod:`.synth` with the
 settings below; ``data/default_items.csv.gz``: ``item_id,title,genre`` for the same items (the
 genre is the item's planted topic). Training on it takes seconds on a CPU, and a factorisation
 model beats popularity clearly (PureSVD NDCG@10 0.21 vs 0.08 on the temporal hold-out).
 
-Regenerate with ``python -m mfrec.train.ingest.datasets [FOLDER]`` (default: the package's data folder).
+Regenerate with ``python -m mfrec.train.ingest.datasets [FOLDER]`` (default: the package's
+data folder).
 """
 
 from __future__ import annotations

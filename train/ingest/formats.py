@@ -11,7 +11,7 @@ splits the sampled lines into the same number (>= 2) of fields; the encoding is 
 fine), UTF-16 when it starts with a UTF-16 BOM, otherwise latin-1, which is reported.
 
 Header rule (``header="auto"``): the first line is a header when one of its fields is a known
-column name (see :mod:`mfrec.train.ingest.columns`), or when a column is numeric below a non-numeric first
+column name (see :mod:`.columns`), or when a column is numeric below a non-numeric first
 value, or when every first-line field is a word (letters, ``_``, spaces) that never appears again
 in its column. ``header="yes"``/``"no"`` overrides the rule.
 """

@@ -3,9 +3,9 @@
 >>> data, report = load_interactions("ratings/", ImportOptions(min_event_value=3.5))
 >>> print(report.summary())
 
-Steps: list the files (:mod:`mfrec.train.ingest.formats`), sniff and read each one with pyarrow
-(:mod:`mfrec.train.ingest.readers`), map its columns to roles (:mod:`mfrec.train.ingest.columns`), convert
-ids, timestamps and values (:mod:`mfrec.train.ingest.converters`), then apply the options in this
+Steps: list the files (:mod:`.formats`), sniff and read each one with pyarrow
+(:mod:`.readers`), map its columns to roles (:mod:`.columns`), convert
+ids, timestamps and values (:mod:`.converters`), then apply the options in this
 order: keep ``event_types``, keep ``event_value >= min_event_value``, weight by event type, map
 ids to indices, apply the ``duplicates`` policy. ``weights`` = event value (1 when the data have
 none) x event-type weight (1 when none is given); ``None`` when neither exists.
