@@ -32,7 +32,7 @@ from pathlib import Path
 
 from benchmarks import common, speed
 
-logger = logging.getLogger("benchmarks.gpu")
+logger = logging.getLogger(__name__)
 
 TARGET_INTERACTIONS_PER_SECOND = 20e6
 PHASES = ("shuffle", "sampling", "forward", "backward", "optimizer")

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import common, peers
-from mfrec.train.metrics import METRIC_NAMES
+from mfrec.train.metric_lines import METRIC_NAMES
 
-logger = logging.getLogger("benchmarks.quality")
+logger = logging.getLogger(__name__)
 
 SYSTEMS = ("popularity", "ease", "als", "mfrec", "mfrec-tuned")
 DATASETS = ("ml-100k", "synthetic")

@@ -37,7 +37,7 @@ import numpy as np
 
 from benchmarks import common, peers
 
-logger = logging.getLogger("benchmarks.speed")
+logger = logging.getLogger(__name__)
 
 # mfrec with settings chosen for CPU speed (benchmarks/NOTES.md, "A lean CPU configuration"):
 # a cheaper step, at a lower VALID NDCG@10 than the defaults but far above the naive loop's.

@@ -23,7 +23,7 @@ COMMAND_MODULES = (
     "mfrec.commands.demo",  # demo (the README's main job)
 )
 
-log = logging.getLogger("mfrec")
+logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,5 +71,5 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception:  # the process boundary: log the traceback, exit 2
-        log.exception("internal error in `mfrec %s`; please report it", args.command)
+        logger.exception("internal error in `mfrec %s`; please report it", args.command)
         return 2

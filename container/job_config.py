@@ -21,7 +21,7 @@ from pathlib import Path
 from mfrec.paths import SageMakerPaths
 from mfrec.train.errors import ConfigError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 TRAINING, VALIDATION, ITEMS = "training", "validation", "items"
 INPUT_MODES = ("File", "FastFile", "Pipe")
@@ -93,7 +93,7 @@ def read_job_config(paths: SageMakerPaths) -> JobConfig:
 
 def _read_json_object(path: Path) -> dict:
     if not path.is_file():
-        log.info("%s not found; using {}", path)
+        logger.info("%s not found; using {}", path)
         return {}
     try:
         value = json.loads(path.read_text())
@@ -165,8 +165,8 @@ def _drain_pipe(fifo: Path, folder: Path, content_type: str | None) -> Path:
     """Copy a Pipe-mode FIFO into a file; the importer sniffs its format from the content."""
     folder.mkdir(parents=True)
     target = folder / fifo.name
-    log.info("reading Pipe-mode channel %s (ContentType %s)", fifo, content_type or "not set")
+    logger.info("reading Pipe-mode channel %s (ContentType %s)", fifo, content_type or "not set")
     with open(fifo, "rb") as source, open(target, "wb") as sink:  # blocks until SageMaker writes
         shutil.copyfileobj(source, sink, 1 << 20)
-    log.info("read %d bytes from %s", target.stat().st_size, fifo)
+    logger.info("read %d bytes from %s", target.stat().st_size, fifo)
     return target

@@ -38,7 +38,7 @@ _GPU_INSTANCE = re.compile(r"^ml\.[gp]\d")
 
 def metric_definitions() -> list[dict[str, str]]:
     """The ``MetricDefinitions`` (name + regex) matching the lines ``mfrec train`` prints."""
-    from mfrec.train.pipeline import METRIC_DEFINITIONS
+    from mfrec.train.metric_lines import METRIC_DEFINITIONS
 
     return [dict(metric) for metric in METRIC_DEFINITIONS]
 

@@ -41,7 +41,7 @@ from mfrec.job_config import (
 from mfrec.paths import SageMakerPaths
 from mfrec.train.errors import DataValidationError, MfrecError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DATA_REPORT = "data_report.json"
 VALIDATION_REPORT = "validation_report.json"
@@ -77,7 +77,7 @@ class StopFlag:
     def set(self, signum: int, frame=None) -> None:
         if self.signal_name is None:
             self.signal_name = signal.Signals(signum).name
-            log.warning("%s received: stopping after the current step", self.signal_name)
+            logger.warning("%s received: stopping after the current step", self.signal_name)
         if signum == signal.SIGINT:  # a second Ctrl-C stops at once
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -157,11 +157,11 @@ def _run_guarded(job: Callable[[StopFlag], int], failure_file: Path | None) -> i
             return job(stop)
         except MfrecError as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            log.error("training failed: %s", reason)
+            logger.error("training failed: %s", reason)
             _write_failure(failure_file, reason)
             return 1
         except Exception as exc:  # the process boundary: log the traceback, exit 2
-            log.exception("internal error in the training job; please report it")
+            logger.exception("internal error in the training job; please report it")
             _write_failure(
                 failure_file,
                 f"Internal error in mfrec ({type(exc).__name__}: {exc}). This is a bug, not a "
@@ -182,14 +182,14 @@ def _write_failure(path: Path | None, reason: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n")
     except OSError as exc:
-        log.error("cannot write the failure file %s: %s", path, exc)
+        logger.error("cannot write the failure file %s: %s", path, exc)
 
 
 def _sagemaker_job(paths: SageMakerPaths, stop: StopFlag, out) -> int:
     job = read_job_config(paths)
     _parse_hyperparameters(job.hyperparameters)  # a typo fails every host alike
     if not job.is_primary:
-        log.info(
+        logger.info(
             "host %s is not the primary host %s: mfrec trains on one host, so this host exits "
             "without training (use InstanceCount=1 to avoid paying for idle hosts)",
             job.current_host,
@@ -236,10 +236,10 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
     from mfrec.train.item_features import item_extras
 
     options, config, half_life = _parse_hyperparameters(spec.hyperparameters)
-    log.info("import options: %s", _to_json(options))
-    log.info("training config: %s", _to_json(config))
-    log.info("trending_half_life_days: %s", half_life)
-    log.info(
+    logger.info("import options: %s", _to_json(options))
+    logger.info("training config: %s", _to_json(config))
+    logger.info("trending_half_life_days: %s", half_life)
+    logger.info(
         "training data: %s; item metadata: %s; model folder: %s",
         spec.training,
         spec.items or "none",
@@ -257,14 +257,14 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
     # Read before training, so that a malformed items file fails the job at once.
     extras = item_extras(data, spec.items, half_life)
     if stop():  # SIGTERM during the import: nothing trained, nothing worth saving
-        log.warning(
+        logger.warning(
             "%s received before training started; exiting without a model", stop.signal_name
         )
         return 0
 
     if spec.checkpoint_dir is not None:
         spec.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        log.info("checkpoints: %s (the newest one is resumed)", spec.checkpoint_dir)
+        logger.info("checkpoints: %s (the newest one is resumed)", spec.checkpoint_dir)
     from mfrec.train.pipeline import train_model
 
     result = train_model(
@@ -286,12 +286,12 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
             if spec.checkpoint_dir is not None
             else "without a checkpoint folder a new run starts over"
         )
-        log.warning("training stopped by %s before the end; %s", stop.signal_name, resume)
+        logger.warning("training stopped by %s before the end; %s", stop.signal_name, resume)
         if not result.history:
-            log.warning("no epoch was completed, so no model is written")
+            logger.warning("no epoch was completed, so no model is written")
             return 0
     write_model(result.artifact, spec.model_dir)
-    log.info(
+    logger.info(
         "model written to %s%s",
         spec.model_dir,
         " (as trained so far: training was interrupted)" if result.interrupted else "",
@@ -309,7 +309,7 @@ def _load_validation(spec: JobSpec, options, data):
     raw, report = load_interactions(spec.validation, options, check_minimums=False)
     _write_output(spec, VALIDATION_REPORT, report.write_json)
     valid, dropped = align_to(raw, data)
-    log.info(
+    logger.info(
         "validation data: %d rows kept; dropped %d rows of users and %d rows of items that the "
         "training data does not have",
         dropped["kept_rows"],

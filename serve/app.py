@@ -52,7 +52,7 @@ from mfrec.serve.requests import Recommendation, RecordError, request_from_field
 from mfrec.serve.tensors import FOLD_IN_METHODS
 from mfrec.train.errors import ConfigError
 
-log = logging.getLogger("mfrec.serve")
+logger = logging.getLogger(__name__)
 
 STRATEGIES = {
     "MULTI_RECORD": "MULTI_RECORD",
@@ -192,11 +192,11 @@ def answer_records(recommender: Recommender, records: list[codecs.Record]) -> co
     failed = [a.error for _, a in pairs if a.error]
     noted = sum(1 for _, a in pairs if a.note)
     if failed:
-        log.warning(
+        logger.warning(
             "%d of %d records answered with an error; first: %s", len(failed), len(pairs), failed[0]
         )
     if noted:
-        log.info(
+        logger.info(
             "%d of %d records answered with a note (e.g. a popularity fallback)", noted, len(pairs)
         )
     return pairs
@@ -324,7 +324,7 @@ def create_app(
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception):  # the process boundary: log it, never send it
-        log.exception("internal error while answering %s %s", request.method, request.path)
+        logger.exception("internal error while answering %s %s", request.method, request.path)
         return _one_line("internal error; see the server log", 500)
 
     return app

@@ -26,11 +26,12 @@ import torch
 from mfrec.serve.catalog import SCORE_DECIMALS, Catalog, FilterError
 from mfrec.serve.requests import SIMILARITIES, Recommendation, Request
 from mfrec.serve.scoring import CoOccurrence, Masks, TopK, csr_pairs, top_k_masked
-from mfrec.serve.tensors import FOLD_IN_METHODS, ModelTensors, resolve_device
+from mfrec.serve.tensors import FOLD_IN_METHODS, ModelTensors
 from mfrec.train.artifact import TRENDING, ModelArtifact, load
+from mfrec.train.device import resolve_device
 from mfrec.train.errors import ConfigError
 
-log = logging.getLogger("mfrec.serve")
+logger = logging.getLogger(__name__)
 
 UNKNOWN_CHOICES = ("popular", "error")
 UNKNOWN_USER_CHOICES = UNKNOWN_CHOICES
@@ -139,7 +140,7 @@ class Recommender:
         """Pick the device, move the embeddings there and answer one request (first-call costs)."""
         if self.num_users:
             self._answer_users([Request(user_id=str(self.artifact.user_ids[0]))])
-        log.info("model on %s: %d users x %d items", self.device, self.num_users, self.num_items)
+        logger.info("model on %s: %d users x %d items", self.device, self.num_users, self.num_items)
 
     def recommend(
         self,

@@ -44,7 +44,7 @@ from mfrec.paths import SageMakerPaths
 from mfrec.serve.app import ServingSettings, create_app
 from mfrec.serve.recommender import Recommender
 
-log = logging.getLogger("mfrec.serve")
+logger = logging.getLogger(__name__)
 
 GRACEFUL_TIMEOUT = 20  # seconds to finish in-flight requests after SIGTERM (< SageMaker's 30)
 THREADS_PER_WORKER = 4
@@ -120,7 +120,7 @@ def serve(
     model_dir = Path(model_dir) if model_dir else SageMakerPaths.from_env().model
     started = time.perf_counter()
     recommender = Recommender.from_dir(model_dir, settings.device, **settings.recommender_options())
-    log.info(
+    logger.info(
         "loaded %s (%d users x %d items) in %.1f s; %d workers on port %d",
         model_dir,
         recommender.num_users,

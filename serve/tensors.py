@@ -16,25 +16,11 @@ import torch
 
 from mfrec.serve.scoring import TopK, fold_in, mean_embedding
 from mfrec.train.artifact import ModelArtifact
-from mfrec.train.errors import ConfigError
 
-log = logging.getLogger("mfrec.serve")
+logger = logging.getLogger(__name__)
 
 FOLD_IN_METHODS = ("als", "mean")
 FOLD_IN_BATCH = 4096  # history items folded in at once: (4096, dim, dim) outer products
-
-
-def resolve_device(spec: str | torch.device) -> torch.device:
-    """``"auto"`` → CUDA when it starts, else the CPU (with a log line saying why).
-
-    Checks the spelling, then uses the training side's :func:`mfrec.train.loop.resolve_device`,
-    so training and serving fall back to the CPU the same way.
-    """
-    from mfrec.train.loop import resolve_device as resolve
-
-    if str(spec) not in ("auto", "cpu") and not str(spec).startswith("cuda"):
-        raise ConfigError(f"device {str(spec)!r} is not known; use auto, cpu, cuda or cuda:N")
-    return resolve(str(spec))
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:

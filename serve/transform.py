@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 
 from mfrec.train.errors import ConfigError, MfrecError
 
-log = logging.getLogger("mfrec.serve")
+logger = logging.getLogger(__name__)
 
 STRATEGIES = {"SingleRecord": "SINGLE_RECORD", "MultiRecord": "MULTI_RECORD"}
 
@@ -233,7 +233,7 @@ class Client:
                 problem = f"HTTP {status}: {data[:300].decode('utf-8', 'replace')}"
             except (OSError, http.client.HTTPException) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
-            log.warning(
+            logger.warning(
                 "invocation failed (attempt %d of %d): %s",
                 attempt + 1,
                 self.job.max_retries + 1,
@@ -289,7 +289,7 @@ def run(
         client = Client(url, job)
         job = job.resolved(client.execution_parameters())
         client.job = job
-        log.info(
+        logger.info(
             "transform: %d file(s), %s, MaxPayloadInMB=%d, MaxConcurrentTransforms=%d",
             len(files),
             job.strategy,
@@ -303,7 +303,7 @@ def run(
                 transform_file(client, job, source, target, report)
                 report.outputs.append(target)
             except TransformFailed as exc:
-                log.error("%s failed: %s", source, exc)
+                logger.error("%s failed: %s", source, exc)
                 report.failures[source] = str(exc)
         client.close()
     report.seconds = time.perf_counter() - started

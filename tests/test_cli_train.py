@@ -187,12 +187,12 @@ def test_sigterm_checkpoints_and_a_restart_ends_with_the_uninterrupted_model(tmp
 
 
 def test_docs_list_every_hyperparameter_and_the_current_metric_definitions():
-    from mfrec.train.pipeline import METRIC_DEFINITIONS
+    from mfrec.train.metric_lines import METRIC_DEFINITIONS
 
     text = DOCS.read_text()
     for name in (*TrainConfig.hyperparameter_names(), *ImportOptions.hyperparameter_names()):
         assert f"| `{name}` |" in text, f"docs/training.md does not document {name}"
-    pasted = text.split("<!-- generated from mfrec.train.pipeline.METRIC_DEFINITIONS")[1]
+    pasted = text.split("<!-- generated from mfrec.train.metric_lines.METRIC_DEFINITIONS")[1]
     pasted = pasted.split("```json\n")[1].split("\n```")[0]
     assert json.loads(pasted) == METRIC_DEFINITIONS
 

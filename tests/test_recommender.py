@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from mfrec.serve import scoring
-from mfrec.serve.recommender import Recommender, resolve_device
+from mfrec.serve.recommender import Recommender
 from mfrec.serve.requests import Recommendation, Request
 from mfrec.train.artifact import ModelArtifact, save
+from mfrec.train.device import resolve_device
 from mfrec.train.errors import ConfigError
 
 USER_IDS = ["user_000061", "3f2b8a4e-1c9d-4e7a-9b1f-0d2c6e8a7b55", "685", "302", "u4", "u5"]

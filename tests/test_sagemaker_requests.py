@@ -49,7 +49,7 @@ def client(monkeypatch, tmp_path):
 
 
 def test_requests_carry_trainings_metric_definitions(monkeypatch):
-    from mfrec.train.pipeline import METRIC_DEFINITIONS
+    from mfrec.train.metric_lines import METRIC_DEFINITIONS
 
     monkeypatch.undo()  # the real definitions, not the fixed list
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from mfrec.train.config import TrainConfig
+from mfrec.train.device import resolve_device
 from mfrec.train.errors import TrainingDivergedError
 from mfrec.train.interactions import Interactions
-from mfrec.train.loop import Trainer, resolve_device
+from mfrec.train.loop import Trainer
 from mfrec.train.sampling import NegativeSampler, PositiveSet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -102,7 +103,7 @@ def test_resolve_device(caplog, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with caplog.at_level(logging.INFO, logger="mfrec.train"):
         assert resolve_device("auto") == CPU
-    assert "no CUDA device available" in caplog.text
+    assert "device: cpu (device=auto; " in caplog.text
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback without CUDA")

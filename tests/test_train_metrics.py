@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from mfrec.train.interactions import Interactions
+from mfrec.train.metric_lines import METRIC_NAMES
 from mfrec.train.metrics import (
-    METRIC_NAMES,
     evaluate,
     evaluate_popularity,
     popularity_scores,

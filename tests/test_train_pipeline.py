@@ -14,9 +14,10 @@ import torch
 from mfrec.train.config import TrainConfig
 from mfrec.train.errors import DataValidationError
 from mfrec.train.interactions import Interactions
-from mfrec.train.metrics import METRIC_NAMES, evaluate
+from mfrec.train.metric_lines import METRIC_DEFINITIONS, METRIC_NAMES
+from mfrec.train.metrics import evaluate
 from mfrec.train.model import MatrixFactorization
-from mfrec.train.pipeline import METRIC_DEFINITIONS, train_model
+from mfrec.train.pipeline import train_model
 from mfrec.train.plot import plot_history
 from mfrec.train.split import align_to, temporal_split
 

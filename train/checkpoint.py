@@ -20,7 +20,7 @@ import torch
 from mfrec.train.config import TrainConfig
 from mfrec.train.interactions import Interactions
 
-logger = logging.getLogger("mfrec.train")
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 2  # 2: RowAdam optimizer state
 _NAME = re.compile(r"^checkpoint-(\d{8})\.pt$")

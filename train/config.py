@@ -16,7 +16,7 @@ from mfrec.train.errors import ConfigError
 LOSSES = ("softmax", "bpr", "hinge", "adaptive_hinge", "pointwise")
 SAMPLINGS = ("uniform", "popularity")
 SCHEDULES = ("constant", "cosine")
-_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")  # mfrec.train.device reads it too
 # Negatives per positive when num_negatives is left at "auto": the softmax shares one large set
 # of negatives across the batch (cheap: one matrix product); the pairwise losses draw their own
 # per positive, and the max-over-negatives of adaptive_hinge needs a few to find a hard one.
@@ -183,7 +183,10 @@ _RULES: dict[str, tuple[Callable, str]] = {
     "warmup_epochs": (_between(0, 100_000), "integers 0 to num_epochs"),
     "user_bias": (lambda v: isinstance(v, bool), "true or false"),
     "seed": (_between(0, 2**63 - 1), "integers 0 to 2**63-1"),
-    "device": (lambda v: isinstance(v, str) and bool(_DEVICE.match(v)), "auto, cpu, cuda, cuda:N"),
+    "device": (
+        lambda v: isinstance(v, str) and bool(DEVICE_PATTERN.match(v)),
+        "auto, cpu, cuda, cuda:N",
+    ),
     "validation_fraction": (_between(0, 0.5), "numbers 0 (no hold-out) to 0.5"),
     "early_stopping_patience": (_between(0, 100_000), "integers 0 (disabled) to 100000"),
     "eval_every": (_between(1, 100_000), "integers 1 to 100000"),

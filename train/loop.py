@@ -23,32 +23,11 @@ from mfrec.train.optim import RowAdam
 from mfrec.train.sampling import NegativeSampler, PositiveSet
 from mfrec.train.split import recency_weights
 
-logger = logging.getLogger("mfrec.train")
+logger = logging.getLogger(__name__)
 
 # An epoch whose mean loss exceeds this multiple of an untrained model's loss (all scores 0)
 # has diverged: every loss here starts near its zero-score value and should only go down.
 DIVERGENCE_FACTOR = 10.0
-
-
-def resolve_device(spec: str) -> torch.device:
-    """The device for ``spec`` ("auto", "cpu", "cuda", "cuda:N"), falling back to the CPU.
-
-    "auto" picks CUDA when :func:`torch.cuda.is_available`. When CUDA is requested but cannot
-    start (no GPU, a driver too old for this PyTorch build), training runs on the CPU and a
-    warning says why: the same image serves CPU and GPU instances.
-    """
-    if spec == "cpu" or (spec == "auto" and not torch.cuda.is_available()):
-        logger.info("device: cpu (device=%s; no CUDA device available)", spec)
-        return torch.device("cpu")
-    name = "cuda" if spec == "auto" else spec
-    try:
-        device = torch.device(name)
-        torch.zeros(1, device=device)  # initialise CUDA now, not in the middle of the first batch
-    except (RuntimeError, AssertionError) as exc:  # torch raises AssertionError on CPU builds
-        logger.warning("device: cpu (CUDA failed to start for device=%s: %s)", spec, exc)
-        return torch.device("cpu")
-    logger.info("device: %s (%s; device=%s)", device, torch.cuda.get_device_name(device), spec)
-    return device
 
 
 def _weights(data: Interactions, config: TrainConfig) -> np.ndarray | None:

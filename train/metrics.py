@@ -26,11 +26,7 @@ import numpy as np
 import torch
 
 from mfrec.train.interactions import Interactions
-
-CUTOFFS = {"precision": (5, 10, 25), "recall": (10,), "mrr": (25,), "ndcg": (5, 10, 25)}
-METRIC_NAMES = [f"{name}@{k}" for name, ks in CUTOFFS.items() for k in ks] + ["coverage"]
-# The order of printed lines and tables: the headline metric first, then the others in order.
-LINE_ORDER = ["ndcg@10"] + [name for name in METRIC_NAMES if name != "ndcg@10"]
+from mfrec.train.metric_lines import CUTOFFS
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:

@@ -12,10 +12,11 @@ import time
 
 from mfrec.train.checkpoint import save_checkpoint
 from mfrec.train.loop import Trainer
-from mfrec.train.metrics import LINE_ORDER, evaluate, evaluate_popularity
-from mfrec.train.progress import ProgressBar, format_line
+from mfrec.train.metric_lines import LINE_ORDER, format_line
+from mfrec.train.metrics import evaluate, evaluate_popularity
+from mfrec.train.progress import ProgressBar
 
-logger = logging.getLogger("mfrec.train")
+logger = logging.getLogger(__name__)
 
 
 class TrainingRun:

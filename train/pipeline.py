@@ -13,10 +13,8 @@
    set (the model then trained on all of ``data`` already), the best fit epoch's weights are
    kept instead.
 
-Every epoch prints one flushed line on ``out`` that :data:`METRIC_DEFINITIONS` parses, e.g.
-``epoch=3; train_loss=4.1230; val_ndcg@10=0.071200; ...; pop_ndcg@10=0.063900;
-epoch_seconds=1.23;`` (refit epochs carry ``phase=refit;`` and no validation values), then a
-final line ``final: val_ndcg@10=...; ...; best_epoch=12; epochs_trained=12;``.
+Every epoch prints one metric line on ``out``, and a final line at the end
+(:mod:`mfrec.train.metric_lines` defines their format and the SageMaker regexes).
 """
 
 from __future__ import annotations
@@ -30,36 +28,14 @@ from dataclasses import dataclass, field
 from mfrec.train.artifact import ModelArtifact
 from mfrec.train.checkpoint import fingerprint, load_latest
 from mfrec.train.config import TrainConfig
+from mfrec.train.device import resolve_device
 from mfrec.train.errors import DataValidationError
 from mfrec.train.interactions import Interactions
-from mfrec.train.loop import resolve_device
-from mfrec.train.metrics import METRIC_NAMES
 from mfrec.train.phases import TrainingRun
 from mfrec.train.recency import choose_recency
 from mfrec.train.split import align_to, temporal_split
 
-logger = logging.getLogger("mfrec.train")
-
-_NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
-METRIC_DEFINITIONS = (
-    [
-        {"Name": "train:loss", "Regex": rf"\bepoch=\d+;.*? train_loss={_NUMBER};"},
-        {"Name": "train:epoch_seconds", "Regex": rf"\bepoch=\d+;.*? epoch_seconds={_NUMBER};"},
-        {"Name": "popularity:ndcg@10", "Regex": rf"\bepoch=\d+;.*? pop_ndcg@10={_NUMBER};"},
-    ]
-    + [
-        {"Name": f"validation:{name}", "Regex": rf"\bepoch=\d+;.*? val_{name}={_NUMBER};"}
-        for name in METRIC_NAMES
-    ]
-    + [
-        {"Name": f"final:{side}:{name}", "Regex": rf"final: .*?\b{prefix}_{name}={_NUMBER};"}
-        for side, prefix in (("validation", "val"), ("popularity", "pop"))
-        for name in METRIC_NAMES
-    ]
-)
-"""SageMaker ``MetricDefinitions`` for the progress lines (30 of the allowed 40). For tuning
-jobs use ``final:validation:ndcg@10``: it is printed once, after training."""
-
+logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:

@@ -1,23 +1,10 @@
-"""Progress output: one regex-friendly ``name=value;`` line per epoch, and a progress bar when a
-person is watching (stderr is a terminal)."""
+"""Progress output: a progress bar when a person is watching (stderr is a terminal).
+
+The metric lines themselves are :mod:`mfrec.train.metric_lines`'s."""
 
 from __future__ import annotations
 
 import sys
-
-
-def format_line(values: dict, prefix: str = "") -> str:
-    """``prefix`` then ``name=value;`` pairs joined by spaces; floats to 6 significant digits
-    (seconds to 3 decimals), so every value matches ``[-+]?[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?``.
-    """
-    parts = []
-    for name, value in values.items():
-        if isinstance(value, float):
-            text = f"{value:.3f}" if name.endswith("seconds") else f"{value:.6g}"
-        else:
-            text = str(value)
-        parts.append(f"{name}={text};")
-    return prefix + " ".join(parts)
 
 
 class ProgressBar:

@@ -25,7 +25,7 @@ from mfrec.train.interactions import Interactions
 from mfrec.train.loop import Trainer
 from mfrec.train.metrics import evaluate
 
-logger = logging.getLogger("mfrec.train")
+logger = logging.getLogger(__name__)
 
 CANDIDATES = (0.0, 1.0)
 PROBE_EPOCHS = 5

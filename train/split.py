@@ -10,7 +10,7 @@ import pandas as pd
 
 from mfrec.train.interactions import Interactions
 
-logger = logging.getLogger("mfrec.train")
+logger = logging.getLogger(__name__)
 
 
 def user_rank(data: Interactions, purpose: str = "the order") -> np.ndarray:

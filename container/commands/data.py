@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # flag -> (hyperparameter name, help)
 IMPORT_FLAGS = {
@@ -104,7 +104,7 @@ def _load(args):
         report = getattr(exc, "report", None)
         if report is not None and args.report_json:
             report.write_json(args.report_json)
-            log.info("report written to %s", args.report_json)
+            logger.info("report written to %s", args.report_json)
         raise
 
 

@@ -91,7 +91,7 @@ def _metrics_table(metrics_file: Path) -> str:
     model, popularity = results.get("mfrec") or {}, results.get("popularity") or {}
     if not model:
         return "(no validation metrics: validation_fraction was 0)"
-    from mfrec.train.metrics import LINE_ORDER  # imports torch: only when the table is printed
+    from mfrec.train.metric_lines import LINE_ORDER
 
     rows = [f"{'metric':<14}{'mfrec':>10}{'popularity':>12}"]
     for name in LINE_ORDER:

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_metric_definitions:
         import json
 
-        from mfrec.train.pipeline import METRIC_DEFINITIONS
+        from mfrec.train.metric_lines import METRIC_DEFINITIONS
 
         print(json.dumps(METRIC_DEFINITIONS, indent=2))
         return 0

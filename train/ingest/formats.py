@@ -31,7 +31,7 @@ from pathlib import Path
 from mfrec.train.errors import DataValidationError
 from mfrec.train.ingest.columns import is_known_name, positional_names
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SAMPLE_BYTES = 64 * 1024
 SAMPLE_LINES = 200

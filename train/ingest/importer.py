@@ -29,7 +29,7 @@ from mfrec.train.ingest.readers import read_source
 from mfrec.train.ingest.report import DataReport, ImportStats, build_report
 from mfrec.train.interactions import Interactions
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # Role -> column name of the normalised table.
 CANONICAL = {
@@ -82,7 +82,7 @@ def load_interactions(
     table, weights = _filter_and_weigh(table, options, stats)
     data = _to_interactions(table, weights, options, stats)
     report = build_report(data, stats)
-    log.info(
+    logger.info(
         "imported %s interactions of %s users and %s items from %s (%s)",
         f"{len(data):,}",
         f"{data.num_users:,}",
@@ -91,7 +91,7 @@ def load_interactions(
         stats.dropped_summary(),
     )
     for warning in report.warnings:
-        log.warning("%s", warning)
+        logger.warning("%s", warning)
     refusal = report.refusal()
     if refusal and check_minimums:
         error = DataValidationError(refusal)
@@ -118,7 +118,7 @@ def _read_file(root: Path, file: Path, options: ImportOptions, stats: ImportStat
     roles = {role: col for role, col in cmap.as_dict().items() if col}
     text_columns = [roles[r] for r in ("user", "item", "event_type") if r in roles]
     raw = read_source(source, list(roles.values()), text_columns)
-    log.info("%s: %s; columns %s", name, raw.source.describe(), cmap.describe())
+    logger.info("%s: %s; columns %s", name, raw.source.describe(), cmap.describe())
     if raw.bad_row_count and options.on_bad_rows == "error":
         raise DataValidationError(
             f"{name}: {raw.bad_row_count} row(s) cannot be parsed: "
@@ -149,7 +149,7 @@ def _convert(raw, roles: dict[str, str], name: str):
     for role, column in roles.items():
         data = raw.table.column(column)
         if role in ("timestamp", "value", "event_type") and data.null_count == n and n:
-            log.info("%s: column %r is empty everywhere; treated as absent", name, column)
+            logger.info("%s: column %r is empty everywhere; treated as absent", name, column)
             continue
         if role == "event_type":
             columns[role] = pc.fill_null(pc.cast(data, pa.string()), "")
@@ -186,7 +186,7 @@ def _concat(tables: list[pa.Table], stats: ImportStats) -> pa.Table:
     )
     stats.timestamps_unit = ",".join(u for u in units if u) or None
     if stats.timestamps_unit and stats.timestamps_unit != "s":
-        log.info("timestamps read as %s and converted to Unix seconds", stats.timestamps_unit)
+        logger.info("timestamps read as %s and converted to Unix seconds", stats.timestamps_unit)
     tables = [t.replace_schema_metadata(None) for t in tables]
     for name in ("user_id", "item_id"):
         if len({t.schema.field(name).type for t in tables}) > 1:  # integer ids in some files

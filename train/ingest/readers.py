@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 from mfrec.train.errors import DataValidationError
 from mfrec.train.ingest.formats import SourceFile
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MAX_EXAMPLES = 5
 _MULTI_CHAR_STANDIN = b"\x1f"  # '::' is replaced by this byte: pyarrow wants 1-char delimiters
@@ -111,7 +111,7 @@ def _read_csv(source: SourceFile, columns, text_columns, use_threads: bool = Tru
         table = None
     if table is None or any(pa.types.is_binary(t) for t in table.schema.types):
         if source.encoding == "utf-8":
-            log.warning("%s is not valid UTF-8: reading it as latin-1", source.path)
+            logger.warning("%s is not valid UTF-8: reading it as latin-1", source.path)
             return _read_csv(replace(source, encoding="latin-1"), columns, text_columns)
     if invalid and use_threads and invalid[0][0] is None:
         # Line numbers are only known to a single-threaded parse: redo it for messages.
@@ -165,7 +165,7 @@ def _read_jsonl(source: SourceFile, columns: Sequence[str]) -> RawTable:
     except pa.ArrowInvalid as exc:
         # Mixed types (an id that is a number in one row and a string in another) or broken
         # lines: fall back to a per-line parse, which also finds the bad lines.
-        log.info("%s: %s; parsing line by line", source.path, exc)
+        logger.info("%s: %s; parsing line by line", source.path, exc)
         return _read_jsonl_slow(source, data, columns)
     present = [c for c in columns if c in table.column_names]
     return RawTable(table.select(present), source)

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from mfrec.train.errors import ConfigError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 START = 1_577_836_800  # 2020-01-01T00:00:00Z
 SPAN = 2 * 365 * 86_400
@@ -313,7 +313,7 @@ def write_synthetic(
             stream.write(b"user_id,item_id,timestamp\n")
             for table in blocks:
                 pacsv.write_csv(table, stream, options)
-    log.info("wrote %s synthetic interactions to %s (%s)", f"{num_interactions:,}", path, spec)
+    logger.info("wrote %s synthetic interactions to %s (%s)", f"{num_interactions:,}", path, spec)
     return spec
 
 
