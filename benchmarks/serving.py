@@ -26,10 +26,7 @@ import http.client
 import json
 import os
 import random
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -37,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import Table, run_header, set_threads, write_results
+from mfrec.local_server import LocalServer
 from mfrec.train.artifact import ModelArtifact, save
 from mfrec.train.config import TrainConfig
 
@@ -86,48 +84,20 @@ def request(connection, body: bytes | None = None, path="/invocations") -> tuple
     return response.status, response.read()
 
 
-class Server:
-    """``python -m mfrec serve`` on a free loopback port; ``startup_seconds`` to the first 200."""
+class Server(LocalServer):
+    """``python -m mfrec serve`` on the CPU, output discarded; ``startup_seconds`` to the first
+    200 on ``/ping``."""
 
     def __init__(self, model: Path, workers: int, env: dict | None = None) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [
-            sys.executable,
-            "-m",
-            "mfrec",
-            "serve",
-            "--model-dir",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-        ]
-        started = time.perf_counter()
-        self.process = subprocess.Popen(
-            command,
-            env={**os.environ, "MFREC_DEVICE": "cpu", **(env or {})},
+        super().__init__(
+            model,
+            workers=workers,
+            env={"MFREC_DEVICE": "cpu", **(env or {})},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            startup_timeout=600,
         )
-        while True:
-            if self.process.poll() is not None or time.perf_counter() - started > 600:
-                raise RuntimeError(f"server failed to start: {' '.join(command)}")
-            try:
-                if request(self.connection(2), path="/ping")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.01)
-        self.startup_seconds = time.perf_counter() - started
         self.workers = workers
-
-    def connection(self, timeout: float = 600) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def warm_up(self) -> None:
         """One request per worker (concurrently, so that each worker gets one)."""
@@ -143,12 +113,7 @@ class Server:
 
     def pids(self) -> list[int]:
         """The master's pid, then its workers'."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        return [self.process.pid] + [int(p) for p in children.read_text().split()]
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=60)
+        return [self.process.pid, *self.worker_pids()]
 
 
 def memory_mib(pid: int) -> dict:
@@ -171,7 +136,7 @@ def bench_batch(model: Path, num_users: int, threads: int) -> tuple[list[Table],
     from mfrec.serve import codecs
     from mfrec.serve.app import answer_records
     from mfrec.serve.recommender import Recommender
-    from mfrec.serve.transform import TransformJob, run
+    from mfrec.transform import TransformJob, run
 
     lines = [b'{"user_id": "u%07d", "top_n": 25}\n' % k for k in range(num_users)]
     source = WORK / "batch" / "users.json"

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -170,11 +169,9 @@ def test_sigterm_checkpoints_and_a_restart_ends_with_the_uninterrupted_model(tmp
     for line in process.stdout:
         if line.startswith("epoch="):
             process.send_signal(signal.SIGTERM)
-            sent = time.monotonic()
             break
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
-    assert time.monotonic() - sent < 30
     assert "SIGTERM received" in stderr
     metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
     assert metrics["interrupted"] is True, "training ended before SIGTERM arrived"

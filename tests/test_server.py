@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import pytest
 from known_answer import NUM_ITEMS, SEED, USER_IDS, known_answer
 
+from mfrec.local_server import LocalServer, free_port
 from mfrec.train.artifact import save
 
 START_TIMEOUT = 120  # seconds; importing torch is slow on a busy machine
@@ -30,12 +30,6 @@ def rows(user_id: str, top_n: int) -> list[str]:
     ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def request(port, method, path, body=None, headers=None, timeout=30):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -46,56 +40,33 @@ def request(port, method, path, body=None, headers=None, timeout=30):
         connection.close()
 
 
-class Server:
-    def __init__(self, base_dir, port):
-        self.port = port
-        self.log = open(base_dir / "server.log", "w+")  # noqa: SIM115 (closed in stop)
+class Server(LocalServer):
+    """Configured as SageMaker configures it: the model under $SAGEMAKER_BASE_DIR/model, the
+    port from SAGEMAKER_BIND_TO_PORT (overridden by --port here), 2 workers from
+    SAGEMAKER_MODEL_SERVER_WORKERS; the log in a file."""
+
+    def __init__(self, base_dir):
+        self.log = open(base_dir / "server.log", "w+")  # noqa: SIM115 (closed in close_log)
         env = {
-            **os.environ,
             "SAGEMAKER_BASE_DIR": str(base_dir),
-            "SAGEMAKER_BIND_TO_PORT": str(port),
             "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
             "MFREC_DEVICE": "cpu",
         }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mfrec", "serve", "--host", "127.0.0.1"],
-            env=env,
-            stdout=self.log,
-            stderr=self.log,
-        )
-        self.pings = self._wait_for_ping()
-
-    def _wait_for_ping(self) -> list[int]:
-        """Status of every /ping that got an answer, polling until the first 200."""
-        statuses, deadline = [], time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                statuses.append(request(self.port, "GET", "/ping", timeout=2)[0])
-                if statuses[-1] == 200:
-                    return statuses
-            except OSError:
-                pass  # not listening yet: the model loads before the port opens
-            time.sleep(0.05)
-        pytest.fail(f"server did not answer /ping with 200: {self.output()}")
+        super().__init__(env=env, stdout=self.log, stderr=self.log, startup_timeout=START_TIMEOUT)
 
     def output(self) -> str:
         self.log.seek(0)
         return self.log.read()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     base_dir = tmp_path_factory.mktemp("opt_ml")
     save(known_answer(), base_dir / "model")
-    running = Server(base_dir, free_port())
+    running = Server(base_dir)
     yield running
-    running.stop()
+    running.stop(graceful=False)
+    running.log.close()
 
 
 def test_port_opens_only_once_the_model_is_loaded(server):
@@ -148,14 +119,33 @@ def test_error_statuses_are_one_line_without_traceback(server):
         assert got == status and "\n" not in text and "Traceback" not in text and text
 
 
+def _accepted_by_a_worker(server, client_port: int) -> bool:
+    """True once a worker process holds the server side of the client's connection."""
+    for pid in server.worker_pids():
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        if any(c.raddr and c.raddr.port == client_port for c in connections):
+            return True
+    return False
+
+
 def test_sigterm_drains_and_exits_cleanly(server):
-    body = b"\n".join([b'{"user_id": "685", "top_n": 1}'] * 20_000)  # takes a while to answer
-    headers = {"Content-Type": "application/json"}
-    with ThreadPoolExecutor(1) as pool:
-        in_flight = pool.submit(request, server.port, "POST", "/invocations", body, headers, 60)
-        time.sleep(1.0)  # let a worker accept the request
-        server.process.send_signal(signal.SIGTERM)
-        status, text = in_flight.result(timeout=60)
+    body = b"\n".join([b'{"user_id": "685", "top_n": 1}'] * 20_000)
+    connection = server.connection(timeout=60)
+    connection.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+    client_port = connection.sock.getsockname()[1]
+    # SIGTERM only once a worker has accepted the request, so that draining is what is tested
+    # (bounded: the request is in the kernel's queue and an idle worker takes it).
+    deadline = time.monotonic() + 60
+    while not _accepted_by_a_worker(server, client_port):
+        assert time.monotonic() < deadline, "no worker accepted the request"
+        time.sleep(0.01)
+    server.process.send_signal(signal.SIGTERM)
+    response = connection.getresponse()
+    status, text = response.status, response.read().decode()
+    connection.close()
     assert status == 200 and text.split("\n") == rows("685", 1) * 20_000
     assert server.process.wait(timeout=40) == 0
     log = server.output()

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from known_answer import NUM_ITEMS, SEED, USER_IDS, known_answer
 
+from mfrec import transform
 from mfrec.cli import main
-from mfrec.serve import transform
-from mfrec.serve.transform import TransformFailed, TransformJob, bodies, input_files
+from mfrec.local_server import LocalServer
 from mfrec.train.artifact import save
 from mfrec.train.errors import ConfigError
+from mfrec.transform import TransformFailed, TransformJob, bodies, input_files
 
 
 def seed_out() -> bytes:
@@ -41,40 +35,18 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def endpoint(model_dir, tmp_path_factory):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("log") / "server.log", "w+")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mfrec",
-            "serve",
-            "--model-dir",
-            str(model_dir),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
-        env={**os.environ, "SAGEMAKER_BATCH": "true", "MFREC_DEVICE": "cpu"},
-        stdout=log,
-        stderr=log,
-    )
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            urllib.request.urlopen(url + "/ping", timeout=2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield url
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=40)
-    log.close()
+    with (
+        open(tmp_path_factory.mktemp("log") / "server.log", "w+") as log,
+        LocalServer(
+            model_dir,
+            workers=2,
+            env={"SAGEMAKER_BATCH": "true", "MFREC_DEVICE": "cpu"},
+            stdout=log,
+            stderr=log,
+            startup_timeout=120,
+        ) as server,
+    ):
+        yield server.url
 
 
 @pytest.fixture

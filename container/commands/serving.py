@@ -75,7 +75,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_transform(args: argparse.Namespace) -> int:
-    from mfrec.serve.transform import TransformJob, run
+    from mfrec.transform import TransformJob, run
 
     job = TransformJob(
         content_type=args.content_type,

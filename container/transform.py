@@ -26,10 +26,6 @@ import http.client
 import json
 import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -40,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mfrec.local_server import LocalServer, ServerFailed
 from mfrec.train.errors import ConfigError, MfrecError
 
 logger = logging.getLogger(__name__)
@@ -323,56 +320,16 @@ def _server(endpoint, model_dir, job: TransformJob, workers, startup_timeout: fl
     if endpoint is not None:
         yield endpoint
         return
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {**os.environ, "SAGEMAKER_BATCH": "true"}
+    env = {"SAGEMAKER_BATCH": "true"}
     if job.strategy:
         env["SAGEMAKER_BATCH_STRATEGY"] = STRATEGIES[job.strategy]
     if job.max_payload_mb is not None:
         env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(job.max_payload_mb)
     if job.max_concurrent:
         env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(job.max_concurrent)
-    command = [
-        sys.executable,
-        "-m",
-        "mfrec",
-        "serve",
-        "--model-dir",
-        str(model_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    process = subprocess.Popen(command + (["--workers", str(workers)] if workers else []), env=env)
-    url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_ping(url, process, startup_timeout)
-        yield url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_for_ping(url: str, process: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    client = Client(url, TransformJob(invocation_timeout=2.0))
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise TransformFailed(
-                f"the model server exited with code {process.returncode} "
-                "before answering /ping; its log is above"
-            )
-        try:
-            if client.request("GET", "/ping")[0] == 200:
-                client.close()
-                return
-        except (OSError, http.client.HTTPException):
-            pass
-        time.sleep(0.1)
-    raise TransformFailed(f"the model server did not answer /ping within {timeout:.0f} s")
+        server = LocalServer(model_dir, workers=workers, env=env, startup_timeout=startup_timeout)
+    except ServerFailed as exc:
+        raise TransformFailed(str(exc)) from None
+    with server:
+        yield server.url
