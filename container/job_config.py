@@ -9,12 +9,10 @@ File/FastFile mode and a FIFO ``<channel>_0`` beside the channel folders in Pipe
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import re
 import shutil
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 TRAINING, VALIDATION, ITEMS = "training", "validation", "items"
 INPUT_MODES = ("File", "FastFile", "Pipe")
-IGNORED_PREFIXES = ("_", "sagemaker_")  # tuning jobs and AWS's toolkits add such keys
 
 
 @dataclass(frozen=True)
@@ -107,23 +104,6 @@ def _read_json_object(path: Path) -> dict:
 def _as_string(value) -> str:
     """SageMaker sends every hyperparameter as a string; other JSON values are made one."""
     return value if isinstance(value, str) else json.dumps(value)
-
-
-def check_hyperparameter_names(hyperparameters: Mapping[str, str], valid: set[str]) -> None:
-    """Raise ConfigError for a key that is neither valid nor ``_*``/``sagemaker_*``."""
-    unknown = sorted(
-        key for key in hyperparameters if key not in valid and not key.startswith(IGNORED_PREFIXES)
-    )
-    if not unknown:
-        return
-    named = []
-    for key in unknown:
-        close = difflib.get_close_matches(key, valid, n=1)
-        named.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
-    raise ConfigError(
-        f"unknown hyperparameter {', '.join(named)}: remove it or use one of "
-        f"{', '.join(sorted(valid))} (keys starting with '_' or 'sagemaker_' are ignored)"
-    )
 
 
 # --- channels ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from mfrec.serve.strategies import STRATEGIES
 from mfrec.train.errors import ConfigError
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -187,7 +188,7 @@ def transform_job_request(
     ``None`` leaves SageMaker's default. Without ``max_concurrent_transforms`` SageMaker asks
     the container (``GET /execution-parameters``).
     """
-    if batch_strategy not in ("SingleRecord", "MultiRecord"):
+    if batch_strategy not in STRATEGIES:
         raise ConfigError(
             f"batch_strategy={batch_strategy!r} is not valid; use 'SingleRecord' or 'MultiRecord'"
         )

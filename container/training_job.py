@@ -35,10 +35,10 @@ from mfrec.job_config import (
     TRAINING,
     VALIDATION,
     channel_data,
-    check_hyperparameter_names,
     read_job_config,
 )
 from mfrec.paths import SageMakerPaths
+from mfrec.train.config import check_hyperparameter_names
 from mfrec.train.errors import DataValidationError, MfrecError
 
 logger = logging.getLogger(__name__)

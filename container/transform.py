@@ -37,11 +37,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mfrec.local_server import LocalServer, ServerFailed
+from mfrec.serve.strategies import MULTI_RECORD, SINGLE_RECORD, STRATEGIES, strategy_name
 from mfrec.train.errors import ConfigError, MfrecError
 
 logger = logging.getLogger(__name__)
-
-STRATEGIES = {"SingleRecord": "SINGLE_RECORD", "MultiRecord": "MULTI_RECORD"}
 
 
 class TransformFailed(MfrecError):
@@ -71,11 +70,11 @@ class TransformJob:
 
     def resolved(self, parameters: dict) -> TransformJob:
         """Settings left as ``None`` taken from ``/execution-parameters``, else the defaults."""
-        strategy = str(parameters.get("BatchStrategy", "")).replace("_", "").upper()
-        named = {"SINGLERECORD": "SingleRecord", "MULTIRECORD": "MultiRecord"}.get(strategy)
         return replace(
             self,
-            strategy=self.strategy or named or "MultiRecord",
+            strategy=self.strategy
+            or strategy_name(parameters.get("BatchStrategy"))
+            or MULTI_RECORD,
             max_payload_mb=_first(self.max_payload_mb, parameters.get("MaxPayloadInMB"), 6),
             max_concurrent=_first(
                 self.max_concurrent, parameters.get("MaxConcurrentTransforms"), 1
@@ -136,7 +135,7 @@ def bodies(path: Path, strategy: str, max_payload_mb: int) -> Iterator[tuple[byt
                     f"line {number} of {path} has {len(line)} bytes, more "
                     f"than MaxPayloadInMB={max_payload_mb}; raise it"
                 )
-            if strategy == "SingleRecord":
+            if strategy == SINGLE_RECORD:
                 yield line, 1
                 continue
             if size + len(line) > limit:

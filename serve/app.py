@@ -49,17 +49,12 @@ from werkzeug.exceptions import HTTPException
 from mfrec.serve import codecs
 from mfrec.serve.recommender import UNKNOWN_USER_CHOICES, Recommender
 from mfrec.serve.requests import Recommendation, RecordError, request_from_fields
+from mfrec.serve.strategies import STRATEGIES, strategy_name
 from mfrec.serve.tensors import FOLD_IN_METHODS
+from mfrec.train.config import parse_bool
 from mfrec.train.errors import ConfigError
 
 logger = logging.getLogger(__name__)
-
-STRATEGIES = {
-    "MULTI_RECORD": "MULTI_RECORD",
-    "MULTIRECORD": "MULTI_RECORD",
-    "SINGLE_RECORD": "SINGLE_RECORD",
-    "SINGLERECORD": "SINGLE_RECORD",
-}
 
 
 def _env(environ: Mapping[str, str], *names: str) -> str | None:
@@ -91,10 +86,10 @@ def _choice(environ, name: str, choices: tuple[str, ...], default: str) -> str:
 
 
 def _env_bool(environ, name: str, default: bool) -> bool:
-    text = (_env(environ, name) or str(default)).lower()
-    if text not in ("true", "false", "1", "0", "yes", "no"):
+    text = _env(environ, name) or str(default)
+    if (value := parse_bool(text)) is None:
         raise ConfigError(f"{name}={text!r} must be true or false")
-    return text in ("true", "1", "yes")
+    return value
 
 
 @dataclass(frozen=True)
@@ -120,7 +115,7 @@ class ServingSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
         env = os.environ if environ is None else environ
         strategy = _env(env, "SAGEMAKER_BATCH_STRATEGY") or "MULTI_RECORD"
-        if strategy.upper() not in STRATEGIES:
+        if strategy_name(strategy) is None:
             raise ConfigError(
                 f"SAGEMAKER_BATCH_STRATEGY={strategy!r}; use MULTI_RECORD or SINGLE_RECORD"
             )
@@ -138,7 +133,7 @@ class ServingSettings:
             batch=_env_bool(env, "SAGEMAKER_BATCH", False),
             max_payload_mb=payload or 6,
             batch_payload_mb=payload or 1,
-            batch_strategy=STRATEGIES[strategy.upper()],
+            batch_strategy=STRATEGIES[strategy_name(strategy)],
             max_concurrent_transforms=_env_int(env, concurrent, 0, 0, 1000) or None,
             workers=_env_int(env, workers, os.cpu_count() or 1, 1, 1000),
             timeout=_env_int(

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfrec.train.config import parse_bool
+
 REQUEST_TYPES = ("user", "history", "similar_items", "rank", "popular", "trending")
 SIMILARITIES = ("embedding", "cooccurrence")
 
@@ -165,7 +167,6 @@ FIELD_NAMES = {
     "exclude_attributes": "exclude_attributes",
 }
 FILTER_FIELDS = ("exclude_items", "include_items", "include_attributes", "exclude_attributes")
-_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
 
 
 def _id(value, name: str) -> str:
@@ -196,11 +197,8 @@ def _int(value, name: str) -> int:
 
 
 def _bool(value, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE or text in _FALSE:
-        return text in _TRUE
+    if (parsed := parse_bool(value)) is not None:
+        return parsed
     raise RecordError(f"{name} must be true or false, got {value!r:.60}")
 
 

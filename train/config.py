@@ -7,6 +7,7 @@ The defaults were chosen by measurement on MovieLens 100K with the seed protocol
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ AUTO_NEGATIVES = {"softmax": 256, "adaptive_hinge": 8, "bpr": 4, "hinge": 4, "po
 # Hyperparameters whose "auto" (None) is resolved later: num_negatives by the loss
 # (TrainConfig.negatives), recency_min_weight by a probe (mfrec.train.recency).
 _AUTO = ("num_negatives", "recency_min_weight")
-_TRUE = {"true", "1", "yes"}
-_FALSE = {"false", "0", "no"}
+BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+IGNORED_PREFIXES = ("_", "sagemaker_")  # tuning jobs and AWS's toolkits add such keys
 
 
 @dataclass(frozen=True)
@@ -116,26 +117,48 @@ class TrainConfig:
             or one out of range (the message gives the allowed range or values).
         """
         ignore = set(ignore)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values = {}
-        for key, raw in mapping.items():
-            if key in ignore or key.startswith(("_", "sagemaker_")):
-                continue
-            if key not in fields:
-                valid = ", ".join(sorted(set(fields) | ignore))
-                raise ConfigError(f"unknown hyperparameter {key!r}; valid names are: {valid}")
-            values[key] = _parse(key, str(raw).strip())
+        fields = {f.name for f in dataclasses.fields(cls)}
+        check_hyperparameter_names(mapping, fields | ignore)
+        values = {
+            key: _parse(key, str(raw).strip())
+            for key, raw in mapping.items()
+            if key in fields and key not in ignore
+        }
         return cls(**values)
+
+
+def parse_bool(text) -> bool | None:
+    """``true/false/1/0/yes/no`` in any case (and Python booleans) as a bool; None otherwise,
+    for the caller to raise its own error."""
+    if isinstance(text, bool):
+        return text
+    return BOOLEAN_WORDS.get(str(text).strip().lower())
+
+
+def check_hyperparameter_names(hyperparameters: Mapping[str, str], valid: set[str]) -> None:
+    """Raise ConfigError for a key that is neither valid nor ``_*``/``sagemaker_*``; the message
+    suggests the closest valid name and lists them all."""
+    unknown = sorted(
+        key for key in hyperparameters if key not in valid and not key.startswith(IGNORED_PREFIXES)
+    )
+    if not unknown:
+        return
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, valid, n=1)
+        named.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    raise ConfigError(
+        f"unknown hyperparameter {', '.join(named)}: remove it or use one of "
+        f"{', '.join(sorted(valid))} (keys starting with '_' or 'sagemaker_' are ignored)"
+    )
 
 
 def _parse(name: str, text: str):
     kind = _KINDS[name]
     if kind is bool:
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise ConfigError(f"{name}={text!r} is not a boolean; use true or false")
+        if (value := parse_bool(text)) is None:
+            raise ConfigError(f"{name}={text!r} is not a boolean; use true or false")
+        return value
     if name in _AUTO and text.lower() == "auto":
         return None
     if kind is str:

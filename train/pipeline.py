@@ -37,6 +37,7 @@ from mfrec.train.split import align_to, temporal_split
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass
 class TrainResult:
     """What :func:`train_model` produced.

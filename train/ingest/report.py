@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mfrec.train.ingest.columns import TIMESTAMP_MIN_SECONDS
 from mfrec.train.interactions import Interactions
 
 HARD_MIN_INTERACTIONS = 1_000
@@ -28,7 +29,6 @@ HARD_MIN_USERS_WITH_2 = 25
 GUIDE_MIN_USERS = 50
 GUIDE_MIN_ITEMS = 100
 GUIDE_MIN_MEDIAN_PER_USER = 24
-MIN_PLAUSIBLE_UNIX_TIME = 1e8  # 1973: smaller "timestamps" are probably sequence numbers
 
 
 @dataclass
@@ -215,7 +215,7 @@ def build_report(data: Interactions, stats: ImportStats) -> DataReport:
     if data.timestamps is not None and n:
         start, end = int(data.timestamps.min()), int(data.timestamps.max())
         time_range = {"start": _iso(start), "end": _iso(end), "min": start, "max": end}
-        if end < MIN_PLAUSIBLE_UNIX_TIME:
+        if end < TIMESTAMP_MIN_SECONDS:  # probably sequence numbers, not Unix seconds
             warnings.append(
                 f"timestamps are small numbers (max {end}) and were read as Unix seconds; they "
                 f"still order events, but dates in the report are meaningless"
