@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from mfrec.train.interactions import Interactions
-from mfrec.train.split import align_to, recency_weights, temporal_split
+from mfrec.train.recency import recency_weights
+from mfrec.train.split import align_to, temporal_split
 
 
 def make_data(seed=0, timestamps=True) -> Interactions:

@@ -23,7 +23,7 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")  # mfrec.train.device
 # per positive, and the max-over-negatives of adaptive_hinge needs a few to find a hard one.
 AUTO_NEGATIVES = {"softmax": 256, "adaptive_hinge": 8, "bpr": 4, "hinge": 4, "pointwise": 4}
 # Hyperparameters whose "auto" (None) is resolved later: num_negatives by the loss
-# (TrainConfig.negatives), recency_min_weight by a probe (mfrec.train.recency).
+# (TrainConfig.negatives), recency_min_weight by a probe (mfrec.train.auto).
 _AUTO = ("num_negatives", "recency_min_weight")
 BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 IGNORED_PREFIXES = ("_", "sagemaker_")  # tuning jobs and AWS's toolkits add such keys
@@ -42,7 +42,7 @@ class TrainConfig:
     sampler (probability proportional to ``(count + 1) ** negative_alpha``).
     ``recency_min_weight`` weights each user's interactions linearly by recency, from about
     this value for the user's oldest to 1 for the newest (1 disables it; see
-    :func:`mfrec.train.split.recency_weights`); ``None`` means "auto": :mod:`mfrec.train.recency`
+    :func:`mfrec.train.recency.recency_weights`); ``None`` means "auto": :mod:`mfrec.train.auto`
     chooses 0 or 1 by a short probe on the validation data (0 without any).
     """
 

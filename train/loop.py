@@ -11,7 +11,6 @@ import logging
 import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from mfrec.train.config import TrainConfig
@@ -20,26 +19,14 @@ from mfrec.train.interactions import Interactions
 from mfrec.train.losses import LOSS_FUNCTIONS, SHARED_NEGATIVES
 from mfrec.train.model import MatrixFactorization
 from mfrec.train.optim import RowAdam
+from mfrec.train.recency import training_weights
 from mfrec.train.sampling import NegativeSampler, PositiveSet
-from mfrec.train.split import recency_weights
 
 logger = logging.getLogger(__name__)
 
 # An epoch whose mean loss exceeds this multiple of an untrained model's loss (all scores 0)
 # has diverged: every loss here starts near its zero-score value and should only go down.
 DIVERGENCE_FACTOR = 10.0
-
-
-def _weights(data: Interactions, config: TrainConfig) -> np.ndarray | None:
-    """Per-interaction loss weights: the data's own (event values) times recency weights."""
-    weights = data.weights
-    # "auto" is resolved by mfrec.train.recency before training; a Trainer made directly with
-    # it uses the value auto falls back to without validation data.
-    min_weight = 0.0 if config.recency_min_weight is None else config.recency_min_weight
-    if min_weight < 1.0:
-        recency = recency_weights(data, min_weight)
-        weights = recency if weights is None else weights * recency
-    return weights
 
 
 class Trainer:
@@ -62,7 +49,7 @@ class Trainer:
         self.device = device
         self.users = torch.as_tensor(data.user_idx, dtype=torch.int64, device=device)
         self.items = torch.as_tensor(data.item_idx, dtype=torch.int64, device=device)
-        self.weights = _weights(data, config)
+        self.weights = training_weights(data, config.recency_min_weight)
         if self.weights is not None:
             self.weights = torch.as_tensor(self.weights, dtype=torch.float32, device=device)
         counts = torch.as_tensor(data.item_counts(), device=device)

@@ -26,13 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mfrec.train.artifact import ModelArtifact
+from mfrec.train.auto import choose_recency
 from mfrec.train.checkpoint import fingerprint, load_latest
 from mfrec.train.config import TrainConfig
 from mfrec.train.device import resolve_device
 from mfrec.train.errors import DataValidationError
 from mfrec.train.interactions import Interactions
 from mfrec.train.phases import TrainingRun
-from mfrec.train.recency import choose_recency
 from mfrec.train.split import align_to, temporal_split
 
 logger = logging.getLogger(__name__)

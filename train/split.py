@@ -33,21 +33,6 @@ def user_rank(data: Interactions, purpose: str = "the order") -> np.ndarray:
     return frame.groupby("user", sort=False)["order"].rank(pct=True, method="first").to_numpy()
 
 
-def recency_weights(data: Interactions, min_weight: float) -> np.ndarray:
-    """Per-row training weights rising linearly with recency within each user.
-
-    A user's newest interaction weighs 1 and their oldest about ``min_weight``:
-    ``min_weight + (1 - min_weight) * user_rank``. Recent interactions say more about what a
-    user will do next, and the seed protocol's test items are each user's newest ones.
-
-    Returns
-    -------
-    ndarray of float32, shape (len(data),)
-    """
-    rank = user_rank(data, "recency weighting")
-    return (min_weight + (1.0 - min_weight) * rank).astype(np.float32)
-
-
 def temporal_split(data: Interactions, fraction: float = 0.1) -> tuple[Interactions, Interactions]:
     """Hold out the last ``fraction`` of each user's interactions (the seed protocol).
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from mfrec.train.auto import CANDIDATES, PROBE_EPOCHS, choose_recency, probe_sample
 from mfrec.train.config import TrainConfig
 from mfrec.train.interactions import Interactions
 from mfrec.train.pipeline import train_model
-from mfrec.train.recency import CANDIDATES, PROBE_EPOCHS, choose_recency, probe_sample
 from mfrec.train.split import temporal_split
 
 CPU = torch.device("cpu")
