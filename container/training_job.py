@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from mfrec.job_config import (
     ITEMS,
     TRAINING,
@@ -38,8 +40,19 @@ from mfrec.job_config import (
     read_job_config,
 )
 from mfrec.paths import SageMakerPaths
-from mfrec.train.config import check_hyperparameter_names
+from mfrec.train.artifact import save
+from mfrec.train.config import TrainConfig, check_hyperparameter_names
 from mfrec.train.errors import DataValidationError, MfrecError
+from mfrec.train.ingest import ImportOptions, load_interactions
+from mfrec.train.interactions import Interactions
+from mfrec.train.item_features import (
+    DEFAULT_HALF_LIFE_DAYS,
+    HALF_LIFE_NAME,
+    item_extras,
+    parse_half_life,
+)
+from mfrec.train.pipeline import TrainResult, train_model
+from mfrec.train.plot import plot_history
 
 logger = logging.getLogger(__name__)
 
@@ -212,85 +225,68 @@ def _sagemaker_job(paths: SageMakerPaths, stop: StopFlag, out) -> int:
         return _train(spec, stop, out)
 
 
-def _parse_hyperparameters(hyperparameters: Mapping[str, str]):
-    """Split string hyperparameters into (ImportOptions, TrainConfig, trending half-life in
-    days); reject unknown keys."""
-    from mfrec.train.config import TrainConfig
-    from mfrec.train.ingest import ImportOptions
-    from mfrec.train.item_features import DEFAULT_HALF_LIFE_DAYS, HALF_LIFE_NAME, parse_half_life
+@dataclass(frozen=True)
+class JobSettings:
+    """The job's hyperparameters, parsed: the import options, the training config and the
+    trending half-life (days)."""
 
+    options: ImportOptions
+    config: TrainConfig
+    half_life_days: float
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What the job read: the training data, the raw validation data (re-indexed by the
+    pipeline) and the item extras for the artifact."""
+
+    data: Interactions
+    valid: Interactions | None
+    extras: dict[str, np.ndarray]
+
+
+def _parse_hyperparameters(hyperparameters: Mapping[str, str]) -> JobSettings:
+    """String hyperparameters to :class:`JobSettings`; unknown keys are refused."""
     other_names = set(ImportOptions.hyperparameter_names()) | set(JOB_HYPERPARAMETERS)
     check_hyperparameter_names(
         hyperparameters, other_names | set(TrainConfig.hyperparameter_names())
     )
-    options = ImportOptions.from_hyperparameters(hyperparameters)
-    config = TrainConfig.from_hyperparameters(hyperparameters, ignore=other_names)
     half_life = DEFAULT_HALF_LIFE_DAYS
     if HALF_LIFE_NAME in hyperparameters:
         half_life = parse_half_life(hyperparameters[HALF_LIFE_NAME])
-    return options, config, half_life
+    return JobSettings(
+        options=ImportOptions.from_hyperparameters(hyperparameters),
+        config=TrainConfig.from_hyperparameters(hyperparameters, ignore=other_names),
+        half_life_days=half_life,
+    )
 
 
 def _train(spec: JobSpec, stop: StopFlag, out) -> int:
-    from mfrec.train.ingest import load_interactions
-    from mfrec.train.item_features import item_extras
-
-    options, config, half_life = _parse_hyperparameters(spec.hyperparameters)
-    logger.info("import options: %s", _to_json(options))
-    logger.info("training config: %s", _to_json(config))
-    logger.info("trending_half_life_days: %s", half_life)
-    logger.info(
-        "training data: %s; item metadata: %s; model folder: %s",
-        spec.training,
-        spec.items or "none",
-        spec.model_dir,
-    )
-
-    try:
-        data, report = load_interactions(spec.training, options, check_minimums=True)
-    except DataValidationError as exc:  # too little data: the report still says what was read
-        if getattr(exc, "report", None) is not None:
-            _write_output(spec, DATA_REPORT, exc.report.write_json)
-        raise
-    _write_output(spec, DATA_REPORT, report.write_json)
-    valid, dropped = _load_validation(spec, options, data)
-    # Read before training, so that a malformed items file fails the job at once.
-    extras = item_extras(data, spec.items, half_life)
+    """The job's steps: settings, inputs, training, outputs, the model."""
+    settings = _parse_hyperparameters(spec.hyperparameters)
+    _log_start(spec, settings)
+    inputs = _read_inputs(spec, settings)
     if stop():  # SIGTERM during the import: nothing trained, nothing worth saving
         logger.warning(
             "%s received before training started; exiting without a model", stop.signal_name
         )
         return 0
-
     if spec.checkpoint_dir is not None:
         spec.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         logger.info("checkpoints: %s (the newest one is resumed)", spec.checkpoint_dir)
-    from mfrec.train.pipeline import train_model
-
     result = train_model(
-        data,
-        config,
-        valid,
+        inputs.data,
+        settings.config,
+        inputs.valid,
+        extras=inputs.extras,
         checkpoint_dir=spec.checkpoint_dir,
         should_stop=stop,
         out=out if out is not None else sys.stdout,
     )
-    if dropped is not None:  # recorded with the model, as the pipeline does when it aligns
-        result.metrics.setdefault("validation_dropped", dropped)
-        result.artifact.metrics.setdefault("validation_dropped", dropped)
-    result.artifact.extra.update(extras)  # item_trending, item_attribute.<name> (server reads)
     _write_results(spec, result)
-    if result.interrupted:
-        resume = (
-            f"the checkpoint in {spec.checkpoint_dir} lets a restarted job resume"
-            if spec.checkpoint_dir is not None
-            else "without a checkpoint folder a new run starts over"
-        )
-        logger.warning("training stopped by %s before the end; %s", stop.signal_name, resume)
-        if not result.history:
-            logger.warning("no epoch was completed, so no model is written")
-            return 0
-    write_model(result.artifact, spec.model_dir)
+    if result.interrupted and not _interrupted_model_worth_writing(spec, result, stop):
+        return 0
+    save(result.artifact, spec.model_dir)
     logger.info(
         "model written to %s%s",
         spec.model_dir,
@@ -299,24 +295,47 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
     return 0
 
 
-def _load_validation(spec: JobSpec, options, data):
-    """The validation channel re-indexed onto the training ids, and the dropped-row counts."""
-    if spec.validation is None:
-        return None, None
-    from mfrec.train.ingest import load_interactions
-    from mfrec.train.split import align_to
-
-    raw, report = load_interactions(spec.validation, options, check_minimums=False)
-    _write_output(spec, VALIDATION_REPORT, report.write_json)
-    valid, dropped = align_to(raw, data)
+def _log_start(spec: JobSpec, settings: JobSettings) -> None:
+    logger.info("import options: %s", _to_json(settings.options))
+    logger.info("trending_half_life_days: %s", settings.half_life_days)
     logger.info(
-        "validation data: %d rows kept; dropped %d rows of users and %d rows of items that the "
-        "training data does not have",
-        dropped["kept_rows"],
-        dropped["unknown_user_rows"],
-        dropped["unknown_item_rows"],
+        "training data: %s; item metadata: %s; model folder: %s",
+        spec.training,
+        spec.items or "none",
+        spec.model_dir,
     )
-    return valid, dropped
+
+
+def _read_inputs(spec: JobSpec, settings: JobSettings) -> JobInputs:
+    """Import the channels (writing their data reports) and read the item metadata."""
+    try:
+        data, report = load_interactions(spec.training, settings.options, check_minimums=True)
+    except DataValidationError as exc:  # too little data: the report still says what was read
+        if exc.report is not None:
+            _write_output(spec, DATA_REPORT, exc.report.write_json)
+        raise
+    _write_output(spec, DATA_REPORT, report.write_json)
+    valid = None
+    if spec.validation is not None:
+        valid, report = load_interactions(spec.validation, settings.options, check_minimums=False)
+        _write_output(spec, VALIDATION_REPORT, report.write_json)
+    # Read before training, so that a malformed items file fails the job at once.
+    extras = item_extras(data, spec.items, settings.half_life_days)
+    return JobInputs(data, valid, extras)
+
+
+def _interrupted_model_worth_writing(spec: JobSpec, result: TrainResult, stop: StopFlag) -> bool:
+    """Log how an interrupted job resumes; True when an epoch finished (a usable model)."""
+    resume = (
+        f"the checkpoint in {spec.checkpoint_dir} lets a restarted job resume"
+        if spec.checkpoint_dir is not None
+        else "without a checkpoint folder a new run starts over"
+    )
+    logger.warning("training stopped by %s before the end; %s", stop.signal_name, resume)
+    if not result.history:
+        logger.warning("no epoch was completed, so no model is written")
+        return False
+    return True
 
 
 def _write_results(spec: JobSpec, result) -> None:
@@ -334,8 +353,6 @@ def _write_results(spec: JobSpec, result) -> None:
         lambda path: path.write_text(json.dumps(summary, indent=2, default=float) + "\n"),
     )
     if result.history:
-        from mfrec.train.plot import plot_history
-
         _write_output(spec, TRAINING_CURVE, lambda path: plot_history(result.history, path))
 
 
@@ -354,13 +371,3 @@ def _to_json(obj) -> str:
     elif dataclasses.is_dataclass(obj):
         obj = dataclasses.asdict(obj)
     return json.dumps(obj, sort_keys=True, default=str)
-
-
-# --- the model folder ---------------------------------------------------------------------------
-
-
-def write_model(artifact, model_dir: Path) -> None:
-    """Save ``artifact``: ``model_dir`` ends up holding a complete model or none of its files."""
-    from mfrec.train.artifact import save
-
-    save(artifact, model_dir)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +88,25 @@ def test_inconsistent_shapes_are_refused():
         art.ModelArtifact(**{**good.__dict__, "item_biases": np.zeros(2, np.float32)})
     with pytest.raises(ArtifactError, match="dtype object"):
         art.ModelArtifact(**{**good.__dict__, "extra": {"x": np.array([None, 1])}})._arrays()
+
+
+def test_save_is_complete_or_leaves_no_model_files(tmp_path, monkeypatch):
+    model_dir = tmp_path / "model"
+    art.save(make_artifact(), model_dir)
+    assert sorted(p.name for p in model_dir.iterdir()) == ["arrays.npz", "model.json"]
+    assert art.load(model_dir).num_items == 6
+
+    real_replace = os.replace
+    moved = []
+
+    def replace_then_fail(src, dst):
+        if Path(dst).name == "model.json" and Path(dst).parent == model_dir:
+            raise OSError(28, "No space left on device")
+        moved.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        art.save(make_artifact(), model_dir)
+    assert "arrays.npz" in moved  # it was moved in, then removed again
+    assert list(model_dir.iterdir()) == []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mfrec import training_job
-from mfrec.train.artifact import ModelArtifact, load
+from mfrec.train.artifact import load
 from mfrec.train.config import TrainConfig
 from mfrec.train.ingest import ImportOptions
 
@@ -168,12 +168,10 @@ def test_too_little_data_is_refused(tmp_path):
 
 
 def test_internal_error_exits_2_with_a_short_failure_line(tmp_path, monkeypatch, caplog):
-    import mfrec.train.pipeline
-
     def broken(*args, **kwargs):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(mfrec.train.pipeline, "train_model", broken)
+    monkeypatch.setattr(training_job, "train_model", broken)
     base = make_layout(tmp_path)
     assert training_job.run_sagemaker_job(base) == 2
     text = failure_text(base)
@@ -181,42 +179,6 @@ def test_internal_error_exits_2_with_a_short_failure_line(tmp_path, monkeypatch,
     assert "Traceback" not in text
     assert "Traceback" in caplog.text and "simulated bug" in caplog.text
     assert model_files(base) == []
-
-
-def tiny_artifact() -> ModelArtifact:
-    return ModelArtifact(
-        user_embeddings=np.ones((2, 3), np.float32),
-        item_embeddings=np.ones((4, 3), np.float32),
-        user_biases=np.zeros(2, np.float32),
-        item_biases=np.zeros(4, np.float32),
-        user_ids=np.array(["a", "b"]),
-        item_ids=np.array(["w", "x", "y", "z"]),
-        item_popularity=np.ones(4, np.float32),
-        seen_indptr=np.array([0, 1, 2]),
-        seen_indices=np.array([0, 1]),
-    )
-
-
-def test_write_model_is_complete_or_leaves_no_model_files(tmp_path, monkeypatch):
-    model_dir = tmp_path / "model"
-    training_job.write_model(tiny_artifact(), model_dir)
-    assert sorted(p.name for p in model_dir.iterdir()) == ["arrays.npz", "model.json"]
-    assert load(model_dir).num_items == 4
-
-    real_replace = os.replace
-    moved = []
-
-    def replace_then_fail(src, dst):
-        if Path(dst).name == "model.json" and Path(dst).parent == model_dir:
-            raise OSError(28, "No space left on device")
-        moved.append(Path(dst).name)
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", replace_then_fail)
-    with pytest.raises(OSError, match="No space left"):
-        training_job.write_model(tiny_artifact(), model_dir)
-    assert "arrays.npz" in moved  # it was moved in, then removed again
-    assert list(model_dir.iterdir()) == []
 
 
 def test_only_the_first_host_trains(tmp_path, caplog):

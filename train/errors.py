@@ -11,7 +11,15 @@ class MfrecError(Exception):
 
 
 class DataValidationError(MfrecError):
-    """Interaction (or item metadata) files cannot be imported as they are."""
+    """Interaction (or item metadata) files cannot be imported as they are.
+
+    ``report`` is the import's :class:`~mfrec.train.ingest.report.DataReport` when the data
+    was read but refused (too little of it), so that the job can still write what it read.
+    """
+
+    def __init__(self, message: str, report=None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class ConfigError(MfrecError, ValueError):

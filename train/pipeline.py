@@ -25,6 +25,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from mfrec.train.artifact import ModelArtifact
 from mfrec.train.auto import choose_recency
 from mfrec.train.checkpoint import fingerprint, load_latest
@@ -59,6 +61,7 @@ def train_model(
     config: TrainConfig,
     valid: Interactions | None = None,
     *,
+    extras: dict[str, np.ndarray] | None = None,
     checkpoint_dir=None,
     should_stop: Callable[[], bool] = lambda: False,
     out=sys.stdout,
@@ -72,7 +75,11 @@ def train_model(
         from it.
     config : TrainConfig
     valid : Interactions, optional
-        A separate validation set (any id maps; unknown users and items are dropped).
+        A separate validation set (any id maps): re-indexed onto ``data``'s here, and only
+        here; rows of users and items that ``data`` lacks are dropped and counted.
+    extras : dict of str to ndarray, optional
+        Extra arrays for the artifact (``item_trending``, ``item_attribute.<name>``, see
+        :mod:`mfrec.train.item_features`).
     checkpoint_dir : path, optional
         Resume from the newest matching checkpoint there, and write one after every epoch and
         when ``should_stop`` fires.
@@ -125,6 +132,7 @@ def train_model(
         seen_indices=csr[1],
         config=config.to_dict(),
         metrics=metrics,
+        extra=dict(extras or {}),
     )
     return TrainResult(artifact, run.history, metrics, interrupted)
 
@@ -139,7 +147,13 @@ def _validation_data(data, valid, config):
             and (valid.item_ids == data.item_ids).all()
         ):
             valid, dropped = align_to(valid, data)
-            logger.info("validation set re-indexed onto the training ids: %s", dropped)
+            logger.info(
+                "validation data: %d rows kept; dropped %d rows of users and %d rows of items "
+                "that the training data does not have",
+                dropped["kept_rows"],
+                dropped["unknown_user_rows"],
+                dropped["unknown_item_rows"],
+            )
         else:
             dropped = None
         if len(valid):

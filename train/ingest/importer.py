@@ -58,7 +58,7 @@ def load_interactions(
     Returns
     -------
     data : Interactions, ids mapped to contiguous indices in order of first appearance.
-    report : DataReport, also attached to a refusal as ``error.report``.
+    report : DataReport, also carried by a refusal as ``DataValidationError.report``.
 
     Raises
     ------
@@ -94,9 +94,7 @@ def load_interactions(
         logger.warning("%s", warning)
     refusal = report.refusal()
     if refusal and check_minimums:
-        error = DataValidationError(refusal)
-        error.report = report
-        raise error
+        raise DataValidationError(refusal, report=report)
     if refusal:
         report.warnings.append(refusal)
     return data, report
