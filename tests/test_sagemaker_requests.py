@@ -28,7 +28,7 @@ METRICS = [
 @pytest.fixture(autouse=True)
 def fixed_metrics(monkeypatch):
     # The request builders take the regexes from training; these tests pin a known list.
-    monkeypatch.setattr(sm, "metric_definitions", lambda: [dict(m) for m in METRICS])
+    monkeypatch.setattr(sm.requests, "metric_definitions", lambda: [dict(m) for m in METRICS])
 
 
 @pytest.fixture

@@ -1,27 +1,16 @@
-"""Launch mfrec on SageMaker from Python: the exact boto3 requests, and functions that send them.
-
-Each ``*_request`` function returns the keyword arguments of one SageMaker API call, e.g.
-``client.create_training_job(**training_job_request(...))``: plain dicts to read, log, diff or
-hand to another tool. The ``start_*``/``create_*`` functions send them through a boto3
-SageMaker client that the caller passes in (:func:`make_client` builds one). boto3 is imported
-only there (``pip install 'mfrec[sagemaker]'``), so the container itself never needs it.
-
-The requests use the boto3 API directly: for a bring-your-own-container algorithm the SageMaker
-Python SDK (v2 ``Estimator``/``Transformer``, v3 ``ModelTrainer``/``Transformer``) adds no
-setting that these requests lack.
-"""
+"""The request bodies of SageMaker's API calls for mfrec: training job, model, batch transform,
+endpoint (each a plain dict of the boto3 call's keyword arguments)."""
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from mfrec.serve.strategies import STRATEGIES
 from mfrec.train.errors import ConfigError
+from mfrec.train.metric_lines import METRIC_DEFINITIONS
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 # SageMaker's GPU inference hosts default to NVIDIA driver 470 (CUDA 11.4), too old for the
@@ -39,8 +28,6 @@ _GPU_INSTANCE = re.compile(r"^ml\.[gp]\d")
 
 def metric_definitions() -> list[dict[str, str]]:
     """The ``MetricDefinitions`` (name + regex) matching the lines ``mfrec train`` prints."""
-    from mfrec.train.metric_lines import METRIC_DEFINITIONS
-
     return [dict(metric) for metric in METRIC_DEFINITIONS]
 
 
@@ -48,7 +35,7 @@ def unique_name(prefix: str = "mfrec", now: datetime | None = None) -> str:
     """``<prefix>-YYYY-MM-DD-HH-MM-SS-mmm`` (UTC), a valid job, model or tuning-job name."""
     now = now or datetime.now(timezone.utc)
     name = f"{prefix}-{now:%Y-%m-%d-%H-%M-%S}-{now.microsecond // 1000:03d}"
-    return _check_name(name, "name")
+    return check_name(name, "name")
 
 
 def hyperparameters_to_strings(hyperparameters: Mapping[str, object]) -> dict[str, str]:
@@ -98,7 +85,7 @@ def training_job_request(
     (default twice ``max_runtime_s``) and syncs ``/opt/ml/checkpoints`` to ``checkpoint_s3_uri``
     (default ``<output_s3_uri>/<job_name>/checkpoints``), so an interrupted job resumes.
     """
-    _check_name(job_name, "training job name")
+    check_name(job_name, "training job name")
     channels = [_channel("training", training_s3_uri, content_type)]
     if validation_s3_uri:
         channels.append(_channel("validation", validation_s3_uri, content_type))
@@ -154,7 +141,7 @@ def model_request(
     if environment:
         container["Environment"] = dict(environment)
     request = {
-        "ModelName": _check_name(model_name, "model name"),
+        "ModelName": check_name(model_name, "model name"),
         "ExecutionRoleArn": role_arn,
         "PrimaryContainer": container,
     }
@@ -200,7 +187,7 @@ def transform_job_request(
     if ami_version:
         resources["TransformAmiVersion"] = ami_version
     request = {
-        "TransformJobName": _check_name(job_name, "transform job name"),
+        "TransformJobName": check_name(job_name, "transform job name"),
         "ModelName": model_name,
         "BatchStrategy": batch_strategy,
         "MaxPayloadInMB": int(max_payload_mb),
@@ -244,162 +231,22 @@ def endpoint_config_request(
         ami_version = ENDPOINT_GPU_AMI if is_gpu_instance(instance_type) else None
     if ami_version:
         variant["InferenceAmiVersion"] = ami_version
-    name = _check_name(config_name, "endpoint config name")
+    name = check_name(config_name, "endpoint config name")
     return {"EndpointConfigName": name, "ProductionVariants": [variant]}
 
 
 def endpoint_request(endpoint_name: str, config_name: str) -> dict:
     """The ``CreateEndpoint`` request."""
     return {
-        "EndpointName": _check_name(endpoint_name, "endpoint name"),
+        "EndpointName": check_name(endpoint_name, "endpoint name"),
         "EndpointConfigName": config_name,
     }
-
-
-@dataclass(frozen=True)
-class IntegerRange:
-    min_value: int
-    max_value: int
-    scaling: str = "Auto"  # Auto | Linear | Logarithmic | ReverseLogarithmic
-
-
-@dataclass(frozen=True)
-class ContinuousRange:
-    min_value: float
-    max_value: float
-    scaling: str = "Auto"
-
-
-@dataclass(frozen=True)
-class CategoricalRange:
-    values: tuple[str, ...]
-
-
-def tuning_job_request(
-    job_name: str,
-    training_request: Mapping,
-    ranges: Mapping[str, IntegerRange | ContinuousRange | CategoricalRange],
-    *,
-    objective_metric: str = DEFAULT_OBJECTIVE,
-    max_jobs: int = 20,
-    max_parallel_jobs: int = 2,
-    strategy: str = "Bayesian",
-) -> dict:
-    """The ``CreateHyperParameterTuningJob`` request that tunes ``ranges`` of a training job.
-
-    ``training_request`` is a :func:`training_job_request` (its name is not used; its
-    hyperparameters stay fixed except the tuned ones). The objective, maximised, is one of the
-    metric names of :func:`metric_definitions` (default: the final validation NDCG@10).
-    """
-    names = [
-        metric["Name"] for metric in training_request["AlgorithmSpecification"]["MetricDefinitions"]
-    ]
-    if objective_metric not in names:
-        raise ConfigError(
-            f"objective_metric={objective_metric!r} is not a metric mfrec reports; "
-            f"use one of: {', '.join(names)}"
-        )
-    if len(job_name) > 32:
-        raise ConfigError(f"tuning job name {job_name!r} is longer than 32 characters; shorten it")
-    definition = {
-        key: value
-        for key, value in training_request.items()
-        if key not in ("TrainingJobName", "HyperParameters", "Environment", "Tags")
-    }
-    static = {k: v for k, v in training_request["HyperParameters"].items() if k not in ranges}
-    definition["StaticHyperParameters"] = static
-    if "Environment" in training_request:
-        definition["Environment"] = training_request["Environment"]
-    request = {
-        "HyperParameterTuningJobName": _check_name(job_name, "tuning job name"),
-        "HyperParameterTuningJobConfig": {
-            "Strategy": strategy,
-            "HyperParameterTuningJobObjective": {
-                "Type": "Maximize",
-                "MetricName": objective_metric,
-            },
-            "ResourceLimits": {
-                "MaxNumberOfTrainingJobs": int(max_jobs),
-                "MaxParallelTrainingJobs": int(max_parallel_jobs),
-            },
-            "ParameterRanges": _parameter_ranges(ranges),
-        },
-        "TrainingJobDefinition": definition,
-    }
-    if "Tags" in training_request:
-        request["Tags"] = training_request["Tags"]
-    return request
-
-
-# --- sending the requests -----------------------------------------------------------------------
-
-
-def make_client(region_name: str | None = None, **kwargs):
-    """A boto3 SageMaker client (needs ``pip install 'mfrec[sagemaker]'``)."""
-    try:
-        import boto3
-    except ImportError:
-        raise ConfigError(
-            "boto3 is not installed; install it with: pip install 'mfrec[sagemaker]'"
-        ) from None
-    return boto3.client("sagemaker", region_name=region_name, **kwargs)
-
-
-def start_training_job(client, request: Mapping) -> str:
-    """Send a :func:`training_job_request`; returns the job's ARN."""
-    return client.create_training_job(**request)["TrainingJobArn"]
-
-
-def create_model(client, request: Mapping) -> str:
-    """Send a :func:`model_request`; returns the model's ARN."""
-    return client.create_model(**request)["ModelArn"]
-
-
-def start_transform_job(client, request: Mapping) -> str:
-    """Send a :func:`transform_job_request`; returns the job's ARN."""
-    return client.create_transform_job(**request)["TransformJobArn"]
-
-
-def start_tuning_job(client, request: Mapping) -> str:
-    """Send a :func:`tuning_job_request`; returns the tuning job's ARN."""
-    return client.create_hyper_parameter_tuning_job(**request)["HyperParameterTuningJobArn"]
-
-
-def create_endpoint(client, config_request: Mapping, request: Mapping) -> str:
-    """Send an :func:`endpoint_config_request` then an :func:`endpoint_request`; returns its ARN."""
-    client.create_endpoint_config(**config_request)
-    return client.create_endpoint(**request)["EndpointArn"]
-
-
-def wait_for_job(client, job_name: str, kind: str = "training", poll_s: float = 30) -> dict:
-    """Poll until a ``training`` or ``transform`` job completes, fails or stops.
-
-    Returns the last ``DescribeTrainingJob``/``DescribeTransformJob`` answer; its
-    ``TrainingJobStatus``/``TransformJobStatus`` and ``FailureReason`` say how it ended.
-    """
-    if kind == "training":
-        describe, key, status = client.describe_training_job, "TrainingJobName", "TrainingJobStatus"
-    elif kind == "transform":
-        describe, key = client.describe_transform_job, "TransformJobName"
-        status = "TransformJobStatus"
-    else:
-        raise ConfigError(f"kind={kind!r} is not valid; use 'training' or 'transform'")
-    while True:
-        description = describe(**{key: job_name})
-        if description[status] in ("Completed", "Failed", "Stopped"):
-            return description
-        time.sleep(poll_s)
-
-
-def final_metrics(description: Mapping) -> dict[str, float]:
-    """``{metric name: value}`` from a ``DescribeTrainingJob`` answer (last value of each)."""
-    return {m["MetricName"]: m["Value"] for m in description.get("FinalMetricDataList", [])}
 
 
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _check_name(name: str, what: str) -> str:
+def check_name(name: str, what: str) -> str:
     if not _JOB_NAME.match(name):
         raise ConfigError(
             f"{what} {name!r} is not valid: use 1 to 63 letters, digits and hyphens, starting "
@@ -428,39 +275,6 @@ def _channel(name: str, s3_uri: str, content_type: str) -> dict:
         },
         "ContentType": content_type,
     }
-
-
-def _parameter_ranges(ranges: Mapping) -> dict:
-    out: dict[str, list] = {
-        "IntegerParameterRanges": [],
-        "ContinuousParameterRanges": [],
-        "CategoricalParameterRanges": [],
-    }
-    for name, spec in ranges.items():
-        if isinstance(spec, CategoricalRange):
-            values = [str(v) for v in spec.values]
-            out["CategoricalParameterRanges"].append({"Name": name, "Values": values})
-            continue
-        if not isinstance(spec, (IntegerRange, ContinuousRange)):
-            raise ConfigError(
-                f"range for {name!r} must be an IntegerRange, ContinuousRange or CategoricalRange"
-            )
-        if spec.min_value > spec.max_value:
-            raise ConfigError(f"range for {name!r} has min_value > max_value; swap them")
-        kind = (
-            "IntegerParameterRanges"
-            if isinstance(spec, IntegerRange)
-            else "ContinuousParameterRanges"
-        )
-        out[kind].append(
-            {
-                "Name": name,
-                "MinValue": str(spec.min_value),
-                "MaxValue": str(spec.max_value),
-                "ScalingType": spec.scaling,
-            }
-        )
-    return out
 
 
 def _with_extras(request: dict, environment, tags) -> dict:
