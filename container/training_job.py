@@ -19,14 +19,11 @@ Outcome, as SageMaker sees it (see docs/training.md):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import signal
 import sys
 import tempfile
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,10 +36,11 @@ from mfrec.job_config import (
     channel_data,
     read_job_config,
 )
+from mfrec.job_process import StopFlag, run_guarded
 from mfrec.paths import SageMakerPaths
 from mfrec.train.artifact import save
 from mfrec.train.config import TrainConfig, check_hyperparameter_names
-from mfrec.train.errors import DataValidationError, MfrecError
+from mfrec.train.errors import DataValidationError
 from mfrec.train.ingest import ImportOptions, load_interactions
 from mfrec.train.interactions import Interactions
 from mfrec.train.item_features import (
@@ -60,7 +58,6 @@ DATA_REPORT = "data_report.json"
 VALIDATION_REPORT = "validation_report.json"
 METRICS = "metrics.json"
 TRAINING_CURVE = "training_curve.png"
-FAILURE_LINE_LIMIT = 1000  # SageMaker keeps the first 1024 characters as FailureReason
 # Hyperparameters of the job itself, beside TrainConfig's and ImportOptions' (docs/training.md).
 JOB_HYPERPARAMETERS = ("trending_half_life_days",)
 
@@ -76,38 +73,6 @@ class JobSpec:
     items: Path | None = None
     output_data_dir: Path | None = None
     checkpoint_dir: Path | None = None
-
-
-class StopFlag:
-    """Set by SIGTERM (or a first Ctrl-C); passed to the training loop as ``should_stop``."""
-
-    def __init__(self) -> None:
-        self.signal_name: str | None = None
-
-    def __call__(self) -> bool:
-        return self.signal_name is not None
-
-    def set(self, signum: int, frame=None) -> None:
-        if self.signal_name is None:
-            self.signal_name = signal.Signals(signum).name
-            logger.warning("%s received: stopping after the current step", self.signal_name)
-        if signum == signal.SIGINT:  # a second Ctrl-C stops at once
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[StopFlag]:
-    """Install SIGTERM/SIGINT handlers for the duration of a job, then restore the old ones."""
-    flag = StopFlag()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag  # signal handlers can only be installed from the main thread
-        return
-    previous = {sig: signal.signal(sig, flag.set) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield flag
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def run_sagemaker_job(base_dir: str | Path | None = None, *, out=None) -> int:
@@ -127,7 +92,7 @@ def run_sagemaker_job(base_dir: str | Path | None = None, *, out=None) -> int:
     """
     paths = SageMakerPaths.from_env(base_dir)
     failure = paths.failure if paths.base.is_dir() else None
-    return _run_guarded(lambda stop: _sagemaker_job(paths, stop, out), failure)
+    return run_guarded(lambda stop: _sagemaker_job(paths, stop, out), failure)
 
 
 def run_local_job(
@@ -158,44 +123,7 @@ def run_local_job(
         checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
     )
     failure = None if output_dir is None else Path(output_dir) / "failure"
-    return _run_guarded(lambda stop: _train(spec, stop, out), failure)
-
-
-def _run_guarded(job: Callable[[StopFlag], int], failure_file: Path | None) -> int:
-    """The process boundary: run ``job``, turn errors into an exit code and a failure file."""
-    if failure_file is not None:
-        failure_file.unlink(missing_ok=True)  # a leftover from an earlier local run
-    with _stop_on_signals() as stop:
-        try:
-            return job(stop)
-        except MfrecError as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            logger.error("training failed: %s", reason)
-            _write_failure(failure_file, reason)
-            return 1
-        except Exception as exc:  # the process boundary: log the traceback, exit 2
-            logger.exception("internal error in the training job; please report it")
-            _write_failure(
-                failure_file,
-                f"Internal error in mfrec ({type(exc).__name__}: {exc}). This is a bug, not a "
-                "problem with your data: the traceback is in the job's log; please report it.",
-            )
-            return 2
-
-
-def _write_failure(path: Path | None, reason: str) -> None:
-    """Write ``reason`` as one first line under the limit, the full text after it if cut."""
-    if path is None:
-        return
-    line = " ".join(reason.split())
-    text = line if len(line) <= FAILURE_LINE_LIMIT else line[: FAILURE_LINE_LIMIT - 3] + "..."
-    if text != line:
-        text += "\n\n" + reason
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n")
-    except OSError as exc:
-        logger.error("cannot write the failure file %s: %s", path, exc)
+    return run_guarded(lambda stop: _train(spec, stop, out), failure)
 
 
 def _sagemaker_job(paths: SageMakerPaths, stop: StopFlag, out) -> int:

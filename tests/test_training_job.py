@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfrec import training_job
+from mfrec import job_process, training_job
 from mfrec.train.artifact import load
 from mfrec.train.config import TrainConfig
 from mfrec.train.ingest import ImportOptions
@@ -261,9 +261,9 @@ def test_validation_channel_is_aligned_onto_the_training_ids(tmp_path, caplog):
 
 def test_failure_file_first_line_stays_under_the_limit(tmp_path):
     path = tmp_path / "failure"
-    training_job._write_failure(path, "x" * 5000 + "\nsecond line")
+    job_process.write_failure(path, "x" * 5000 + "\nsecond line")
     lines = path.read_text().splitlines()
-    assert len(lines[0]) == training_job.FAILURE_LINE_LIMIT < 1024
+    assert len(lines[0]) == job_process.FAILURE_LINE_LIMIT < 1024
     assert lines[0].endswith("...") and "second line" in lines[-1]
 
 
