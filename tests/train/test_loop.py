@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pytest
 import torch
 
 from mfrec.train.config import TrainConfig
-from mfrec.train.device import resolve_device
 from mfrec.train.errors import TrainingDivergedError
 from mfrec.train.interactions import Interactions
 from mfrec.train.loop import Trainer
-from mfrec.train.sampling import NegativeSampler, PositiveSet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -95,50 +91,3 @@ def test_learning_rate_schedule():
     constant = TrainConfig(learning_rate=0.1, lr_schedule="constant")
     constant = Trainer(small_data(), constant, CPU, horizon_epochs=4)
     assert {constant.learning_rate(step) for step in range(12)} == {0.1}
-
-
-def test_resolve_device(caplog, monkeypatch):
-    with caplog.at_level(logging.INFO, logger="mfrec.train"):
-        assert resolve_device("cpu") == CPU
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with caplog.at_level(logging.INFO, logger="mfrec.train"):
-        assert resolve_device("auto") == CPU
-    assert "device: cpu (device=auto; " in caplog.text
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback without CUDA")
-def test_requested_cuda_falls_back_to_cpu_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="mfrec.train"):
-        assert resolve_device("cuda:0") == CPU
-    assert "CUDA failed to start for device=cuda:0" in caplog.text
-
-
-def test_popularity_sampler_follows_counts_to_the_power_alpha():
-    counts = torch.tensor([0.0, 3.0, 15.0, 63.0])
-    generator = torch.Generator().manual_seed(0)
-    sampler = NegativeSampler(counts, "popularity", 0.5, generator)
-    draws = sampler.sample((200_000,))
-    expected = (counts + 1) ** 0.5 / ((counts + 1) ** 0.5).sum()  # 1, 2, 4, 8 over 15
-    observed = torch.bincount(draws, minlength=4) / len(draws)
-    torch.testing.assert_close(observed, expected, atol=0.005, rtol=0)
-    torch.testing.assert_close(sampler.log_prob(torch.tensor([3])), expected[[3]].log())
-    uniform = NegativeSampler(counts, "uniform", 0.5, torch.Generator().manual_seed(0))
-    assert uniform.log_prob(torch.tensor([0])) is None
-    assert set(uniform.sample((1000,)).tolist()) == {0, 1, 2, 3}
-
-
-def test_positive_set_finds_training_pairs():
-    positives = PositiveSet(torch.tensor([0, 0, 2]), torch.tensor([1, 3, 0]), num_items=4)
-    found = positives.contains(torch.tensor([0, 2]), torch.tensor([[1, 2, 3], [0, 3, 3]]))
-    assert found.tolist() == [[True, False, True], [True, False, False]]
-
-
-def test_loss_weights_are_event_weights_times_recency():
-    data = Interactions.from_ids(["a", "a", "b"], ["x", "y", "x"], timestamps=[2, 1, 5])
-    data = Interactions(**{**data.__dict__, "weights": np.array([2.0, 3.0, 4.0], np.float32)})
-    config = TrainConfig(recency_min_weight=0.5, embedding_dim=2)
-    trainer = Trainer(data, config, CPU, horizon_epochs=1)
-    # a's rows are ranked 2/2 and 1/2 by time: recency 1.0 and 0.75; b's only row: 1.0.
-    assert trainer.weights.tolist() == pytest.approx([2.0, 2.25, 4.0])
-    plain = Trainer(data, TrainConfig(recency_min_weight=1.0), CPU, horizon_epochs=1)
-    assert plain.weights.tolist() == [2.0, 3.0, 4.0]

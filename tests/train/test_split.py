@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from mfrec.train.interactions import Interactions
-from mfrec.train.recency import recency_weights
 from mfrec.train.split import align_to, temporal_split
 
 
@@ -105,15 +104,3 @@ def test_fraction_bounds(fraction):
     assert len(train) + len(test) == len(data)
     if fraction == 0.0:
         assert len(test) == 0
-
-
-def test_recency_weights_rise_linearly_to_one_for_each_users_newest_row():
-    data = Interactions.from_ids(
-        ["a", "b", "a", "a", "b", "a"], list("pqrstu"), timestamps=[40, 5, 10, 30, 1, 20]
-    )
-    weights = recency_weights(data, 0.2)
-    # a: ranks by time 40 -> 4/4, 10 -> 1/4, 30 -> 3/4, 20 -> 2/4; b: 5 -> 2/2, 1 -> 1/2.
-    expected = 0.2 + 0.8 * np.array([1.0, 1.0, 0.25, 0.75, 0.5, 0.5])
-    np.testing.assert_allclose(weights, expected, rtol=1e-6)
-    assert weights.dtype == np.float32
-    np.testing.assert_allclose(recency_weights(data, 1.0), 1.0)

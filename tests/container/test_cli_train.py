@@ -19,7 +19,7 @@ from mfrec.train.config import TrainConfig
 from mfrec.train.ingest import ImportOptions
 
 FAST = {"num_epochs": "2", "embedding_dim": "8", "device": "cpu", "loss": "bpr"}
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "training.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "training.md"
 
 
 def write_interactions(path: Path, num_users: int = 60, per_user: int = 20) -> Path:

@@ -377,6 +377,6 @@ def test_local_mode_items_flag_and_bad_half_life(tmp_path):
 
 
 def test_job_hyperparameters_are_documented():
-    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text()
     for name in training_job.JOB_HYPERPARAMETERS:
         assert f"| `{name}` |" in text, f"docs/training.md does not document {name}"
