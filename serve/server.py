@@ -1,8 +1,8 @@
 """``mfrec serve``: the Flask app under gunicorn, as a SageMaker serving container runs it.
 
 - The model comes from ``--model-dir`` or ``$SAGEMAKER_BASE_DIR/model`` (``/opt/ml/model``),
-  computed when :func:`serve` is called. It is loaded in the gunicorn master *before* the port
-  opens (``preload_app``), so the first ``/ping`` that connects answers 200 and the workers
+  computed by the CLI when ``mfrec serve`` starts. It is loaded in the gunicorn master *before*
+  the port opens (``preload_app``), so the first ``/ping`` that connects answers 200 and the workers
   share the arrays copy-on-write instead of loading a copy each (``gc.freeze`` keeps the garbage
   collector from touching, and so copying, the id dictionaries).
 - Port ``--port``, else ``SAGEMAKER_BIND_TO_PORT``, else 8080; workers and timeout from
@@ -40,7 +40,6 @@ from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
-from mfrec.paths import SageMakerPaths
 from mfrec.serve.app import ServingSettings, create_app
 from mfrec.serve.recommender import Recommender
 
@@ -104,20 +103,21 @@ def gunicorn_options(settings: ServingSettings, recommender: Recommender, host: 
 
 
 def serve(
-    model_dir: str | os.PathLike | None = None,
+    model_dir: str | os.PathLike,
     host: str = "0.0.0.0",
     port: int | None = None,
     workers: int | None = None,
     settings: ServingSettings | None = None,
 ) -> None:
-    """Load the model, then serve it with gunicorn until SIGTERM (does not return)."""
+    """Load the model in ``model_dir``, then serve it with gunicorn until SIGTERM (does not
+    return). ``mfrec serve`` passes ``--model-dir``, else ``$SAGEMAKER_BASE_DIR/model``."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(line_buffering=True)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     settings = settings or ServingSettings.from_env()
     settings = replace(settings, port=port or settings.port, workers=workers or settings.workers)
-    model_dir = Path(model_dir) if model_dir else SageMakerPaths.from_env().model
+    model_dir = Path(model_dir)
     started = time.perf_counter()
     recommender = Recommender.from_dir(model_dir, settings.device, **settings.recommender_options())
     logger.info(

@@ -68,9 +68,11 @@ def register(subparsers) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from mfrec.paths import SageMakerPaths
     from mfrec.serve.server import serve
 
-    serve(args.model_dir, host=args.host, port=args.port, workers=args.workers)
+    model_dir = args.model_dir or SageMakerPaths.from_env().model  # computed when called
+    serve(model_dir, host=args.host, port=args.port, workers=args.workers)
     return 0
 
 
