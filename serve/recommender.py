@@ -266,9 +266,8 @@ class Recommender:
             user_idx = np.array(users, dtype=np.int64)
             excluding = np.flatnonzero([self._excludes(requests[j.position]) for j in jobs])
             a = self.artifact
-            masks = self._masks(jobs).plus(
-                *csr_pairs(a.seen_indptr, a.seen_indices, user_idx, excluding)
-            )
+            positions, seen = csr_pairs(a.seen_indptr, a.seen_indices, user_idx[excluding])
+            masks = self._masks(jobs).plus(excluding[positions], seen)
             rows = t.indices(user_idx)
             answers = self._search(
                 t.scores, t.user_embeddings[rows], jobs, masks, t.user_biases[rows]

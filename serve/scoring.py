@@ -1,10 +1,11 @@
 """The vectorised parts of serving: top-k of ``queries @ keys.T`` with masks, fold-in of fresh
 histories, and item co-occurrence.
 
-Every request type ends in :meth:`TopK.search`: one matrix product and one ``torch.topk`` per
-chunk of rows (a chunk holds at most ``SCORES_PER_CHUNK`` scores). Big chunks are computed
-into one scratch buffer per process: allocating 100+ MB per chunk costs more in page faults
-than the product itself.
+Top-k requests end in :meth:`TopK.search`: one matrix product and one top-k per chunk of rows
+(a chunk holds at most ``SCORES_PER_CHUNK`` scores). The top-k is evaluation's
+(:func:`mfrec.train.ranking.top_k`: tied scores rank the lower item index first), so a served
+list is the list the metrics measured. Big chunks are computed into one scratch buffer per
+process: allocating 100+ MB per chunk costs more in page faults than the product itself.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from mfrec.train.ranking import csr_rows, top_k
 
 SCORES_PER_CHUNK = 1 << 25  # 128 MiB of float32 scores
 
@@ -51,13 +54,18 @@ class Masks:
         return Masks(self.rows[lo:hi] - start, self.items[lo:hi], allowed)
 
 
-def csr_pairs(indptr: np.ndarray, indices: np.ndarray, rows_of: np.ndarray, which: np.ndarray):
-    """(row, item) pairs of CSR rows ``rows_of[r]`` for the query rows r in ``which``."""
-    sources = rows_of[which]
-    starts, counts = indptr[sources], indptr[sources + 1] - indptr[sources]
-    rows = np.repeat(which, counts)
-    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    return rows, np.asarray(indices[np.repeat(starts, counts) + offsets], dtype=np.int64)
+def csr_pairs(
+    indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~mfrec.train.ranking.csr_rows` on NumPy arrays: (position in ``rows``, item)
+    pairs of the CSR rows ``rows``, computed on the CPU without copying the CSR arrays."""
+    positions, items = csr_rows(_long(indptr), _long(indices), _long(rows))
+    return positions.numpy(), items.numpy()
+
+
+def _long(array: np.ndarray) -> torch.Tensor:
+    array = np.asarray(array, dtype=np.int64)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
 class TopK:
@@ -109,7 +117,8 @@ class TopK:
 
 
 def top_k_masked(matrix: torch.Tensor, k: int, masks: Masks):
-    """``torch.topk`` of ``matrix`` (changed in place) after applying ``masks``."""
+    """:func:`~mfrec.train.ranking.top_k` of ``matrix`` (changed in place) after applying
+    ``masks``: (values, item indices), ties to the lower index, as evaluation ranks them."""
     if len(masks.rows):
         rows = torch.from_numpy(masks.rows).to(matrix.device)
         matrix[rows, torch.from_numpy(masks.items).to(matrix.device)] = -torch.inf
@@ -118,7 +127,7 @@ def top_k_masked(matrix: torch.Tensor, k: int, masks: Masks):
         index = torch.from_numpy(allowed).to(matrix.device)
         keep[index] = matrix[row, index]
         matrix[row] = keep
-    return torch.topk(matrix, min(k, matrix.shape[1]), dim=1)
+    return top_k(matrix, k)
 
 
 def fold_in(
@@ -198,6 +207,6 @@ class CoOccurrence:
     def similarities(self, item_idx: int) -> np.ndarray:
         """Cosine co-occurrence of ``item_idx`` with every item, shape (num_items,)."""
         users = self.item_users[self.item_indptr[item_idx] : self.item_indptr[item_idx + 1]]
-        _, items = csr_pairs(self.seen_indptr, self.seen_indices, users, np.arange(len(users)))
+        _, items = csr_pairs(self.seen_indptr, self.seen_indices, users)
         both = np.bincount(items, minlength=self.num_items).astype(np.float64)
         return both / np.sqrt(self.counts[item_idx] * self.counts)

@@ -247,7 +247,5 @@ def test_masks_and_csr_pairs():
     assert (chunk.rows.tolist(), chunk.items.tolist(), list(chunk.allowed)) == ([1], [0], [0])
     more = masks.plus(np.array([0]), np.array([7]))
     assert more.rows.tolist() == [0, 0, 0, 2] and more.items.tolist() == [1, 2, 7, 0]
-    rows, items = csr_pairs(
-        np.array([0, 2, 2, 3]), np.array([4, 5, 6]), np.array([2, 0]), np.array([0, 1])
-    )
-    assert (rows.tolist(), items.tolist()) == ([0, 1, 1], [6, 4, 5])
+    positions, items = csr_pairs(np.array([0, 2, 2, 3]), np.array([4, 5, 6]), np.array([2, 0]))
+    assert (positions.tolist(), items.tolist()) == ([0, 1, 1], [6, 4, 5])

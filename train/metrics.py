@@ -4,8 +4,9 @@ Definitions (``../shared/BENCHMARKS.md``, protocol Q, step 5), for each evaluate
 
 - Ranking: all items are scored; with ``exclude_seen`` the user's training items get -inf and
   are never recommended. Items are ordered by descending score, **ties broken by the lower
-  item index first**, and the first ``k`` (25) form the user's list. Items scored -inf (when
-  fewer than ``k`` remain) are not part of the list.
+  item index first** (:func:`mfrec.train.ranking.top_k`, which serving uses too), and the
+  first ``k`` (25) form the user's list. Items scored -inf (when fewer than ``k`` remain) are
+  not part of the list.
 - Relevant items: the user's distinct test items, less (with ``exclude_seen``) those among
   their training items, which cannot be recommended. Users with no relevant item are not
   evaluated; every metric is the mean over evaluated users.
@@ -27,46 +28,7 @@ import torch
 
 from mfrec.train.interactions import Interactions
 from mfrec.train.metric_lines import CUTOFFS
-
-
-def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the ``k`` best items per row, by descending score then ascending index.
-
-    Parameters
-    ----------
-    scores : Tensor (B, num_items)
-
-    Returns
-    -------
-    LongTensor (B, min(k, num_items))
-    """
-    k = min(k, scores.shape[1])
-    values, index = torch.topk(scores, k, dim=1)
-    # topk orders ties arbitrarily: sort each row's k winners by index, then stably by score.
-    index, position = index.sort(dim=1)
-    values = values.gather(1, position)
-    values, position = values.sort(dim=1, descending=True, stable=True)
-    index = index.gather(1, position)
-    # Where a tie straddles the k-th place, topk may have kept the wrong tied items: those rows
-    # (rare for learnt scores, common for popularity counts) get an exact stable full sort.
-    kth = values[:, -1:]
-    straddle = (scores == kth).sum(dim=1) > (values == kth).sum(dim=1)
-    if straddle.any():
-        rows = straddle.nonzero().squeeze(1)
-        full = torch.sort(scores[rows], dim=1, descending=True, stable=True).indices[:, :k]
-        index[rows] = full
-    return index
-
-
-def _csr_rows(indptr: torch.Tensor, indices: torch.Tensor, rows: torch.Tensor):
-    """(row position, column) pairs of the CSR rows ``rows``, without a Python loop."""
-    starts = indptr[rows]
-    lengths = indptr[rows + 1] - starts
-    row_pos = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths)
-    offsets = torch.arange(int(lengths.sum()), device=rows.device) - torch.repeat_interleave(
-        torch.cumsum(lengths, 0) - lengths, lengths
-    )
-    return row_pos, indices[torch.repeat_interleave(starts, lengths) + offsets]
+from mfrec.train.ranking import csr_rows, top_k
 
 
 def _csr(data: Interactions, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,7 +69,7 @@ def evaluate(
         evaluated). All metrics are 0.0 when no user can be evaluated.
     """
     score_fn: Callable = getattr(scorer, "score_users", scorer)
-    if device is None:
+    if device is None:  # the model's, else the CPU
         params = list(scorer.parameters()) if hasattr(scorer, "parameters") else []
         device = params[0].device if params else torch.device("cpu")
     num_items = train.num_items
@@ -116,7 +78,6 @@ def evaluate(
     users = torch.nonzero(test_ptr[1:] > test_ptr[:-1]).squeeze(1)
     cutoffs = {name: [c for c in ks if c <= k] for name, ks in CUTOFFS.items()}
     discounts = 1.0 / torch.log2(torch.arange(2, k + 2, device=device, dtype=torch.float64))
-    ideal = torch.cumsum(discounts, 0)
     sums = {f"{name}@{c}": 0.0 for name, cs in cutoffs.items() for c in cs}
     sums = {name: torch.zeros((), dtype=torch.float64, device=device) for name in sums}
     covered = torch.zeros(num_items, dtype=torch.bool, device=device)
@@ -126,35 +87,52 @@ def evaluate(
         rows = users[start : start + chunk]
         scores = score_fn(rows).to(device=device, dtype=torch.float32).clone()
         relevant = torch.zeros(scores.shape, dtype=torch.bool, device=device)
-        relevant[_csr_rows(test_ptr, test_idx, rows)] = True
+        relevant[csr_rows(test_ptr, test_idx, rows)] = True
         if exclude_seen:
-            seen = _csr_rows(seen_ptr, seen_idx, rows)
+            seen = csr_rows(seen_ptr, seen_idx, rows)
             scores[seen] = float("-inf")
             relevant[seen] = False
-        index = top_k(scores, k)
-        listed = scores.gather(1, index) > float("-inf")
+        values, index = top_k(scores, k)
+        listed = values > float("-inf")
         hits = relevant.gather(1, index) & listed
         num_relevant = relevant.sum(dim=1)
         keep = num_relevant > 0
         hits, num_relevant = hits[keep].double(), num_relevant[keep]
         covered[index[keep][listed[keep]]] = True
         evaluated += keep.sum()
-        for c in cutoffs["precision"]:
-            sums[f"precision@{c}"] += hits[:, :c].sum() / c
-        for c in cutoffs["recall"]:
-            sums[f"recall@{c}"] += (hits[:, :c].sum(1) / num_relevant.clamp(max=c)).sum()
-        for c in cutoffs["mrr"]:
-            first = hits[:, :c].argmax(dim=1)
-            reciprocal = 1.0 / (first + 1).double()
-            sums[f"mrr@{c}"] += (reciprocal * (hits[:, :c].sum(1) > 0)).sum()
-        for c in cutoffs["ndcg"]:
-            dcg = (hits[:, :c] * discounts[: hits[:, :c].shape[1]]).sum(1)
-            sums[f"ndcg@{c}"] += (dcg / ideal[num_relevant.clamp(max=c) - 1]).sum()
+        _add_hits(sums, hits, num_relevant, cutoffs, discounts)
     count = int(evaluated)
     result = {name: (float(total) / count if count else 0.0) for name, total in sums.items()}
     result["coverage"] = float(covered.sum()) / num_items if count else 0.0
     result["num_users"] = count
     return result
+
+
+def _add_hits(
+    sums: dict[str, torch.Tensor],
+    hits: torch.Tensor,
+    num_relevant: torch.Tensor,
+    cutoffs: dict[str, list[int]],
+    discounts: torch.Tensor,
+) -> None:
+    """Add a chunk of users to the metric sums (definitions in the module docstring).
+
+    ``hits`` (B, k) float64 marks the relevant items of each user's list, ``num_relevant``
+    (B,) counts each user's relevant items (at least 1), ``discounts`` (k,) is
+    ``1 / log2(1 + position)``.
+    """
+    ideal = torch.cumsum(discounts, 0)
+    for c in cutoffs["precision"]:
+        sums[f"precision@{c}"] += hits[:, :c].sum() / c
+    for c in cutoffs["recall"]:
+        sums[f"recall@{c}"] += (hits[:, :c].sum(1) / num_relevant.clamp(max=c)).sum()
+    for c in cutoffs["mrr"]:
+        first = hits[:, :c].argmax(dim=1)
+        reciprocal = 1.0 / (first + 1).double()
+        sums[f"mrr@{c}"] += (reciprocal * (hits[:, :c].sum(1) > 0)).sum()
+    for c in cutoffs["ndcg"]:
+        dcg = (hits[:, :c] * discounts[: hits[:, :c].shape[1]]).sum(1)
+        sums[f"ndcg@{c}"] += (dcg / ideal[num_relevant.clamp(max=c) - 1]).sum()
 
 
 def popularity_scores(train: Interactions) -> np.ndarray:
