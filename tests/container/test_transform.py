@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from known_answer import NUM_ITEMS, SEED, USER_IDS, known_answer
 
-from mfrec import transform
+from mfrec import invocations, transform
 from mfrec.cli import main
 from mfrec.local_server import LocalServer
 from mfrec.train.artifact import save
@@ -214,7 +214,7 @@ def test_bad_settings_and_inputs_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="give either an endpoint URL or a model folder"):
         transform.run(tmp_path, tmp_path / "out", TransformJob())
     with pytest.raises(ConfigError, match="is not an http"):
-        transform.Client("localhost:8080", TransformJob())
+        invocations.Client("localhost:8080", TransformJob())
 
 
 def test_transform_needs_an_endpoint_or_a_model(tmp_path, capsys):
