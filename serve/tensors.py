@@ -32,7 +32,8 @@ def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 class ModelTensors:
-    """Embeddings, biases and the two top-k engines (model scores, item cosine) on ``device``."""
+    """Embeddings, biases and the two top-k engines on ``device``: :attr:`by_score` (items by
+    model score for a user vector) and :attr:`by_cosine` (items by cosine to an item)."""
 
     def __init__(self, artifact: ModelArtifact, device: torch.device) -> None:
         self.artifact, self.device = artifact, device
@@ -40,20 +41,21 @@ class ModelTensors:
         self.user_biases = _tensor(artifact.user_biases, device)
         self.item_embeddings = _tensor(artifact.item_embeddings, device)
         self.item_biases = _tensor(artifact.item_biases, device)
-        self.scores = TopK(self.item_embeddings, self.item_biases)
-        self._cosine: TopK | None = None
+        self.by_score = TopK(self.item_embeddings, self.item_biases)
+        self._by_cosine: TopK | None = None
         self.gram = self.item_embeddings.T @ self.item_embeddings
         self.gram_scale = float(torch.trace(self.gram)) / max(1, artifact.embedding_dim)
         users = self.user_embeddings.norm(dim=1)
         self.user_norm = float(users.median()) if len(users) else 1.0
 
     @property
-    def cosine(self) -> TopK:
-        """Top-k by cosine between items (unit item vectors: built on the first request)."""
-        if self._cosine is None:
+    def by_cosine(self) -> TopK:
+        """Top-k by cosine between items; its keys are the unit item vectors (built on the
+        first request that needs them)."""
+        if self._by_cosine is None:
             norms = self.item_embeddings.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            self._cosine = TopK(self.item_embeddings / norms)
-        return self._cosine
+            self._by_cosine = TopK(self.item_embeddings / norms)
+        return self._by_cosine
 
     def indices(self, idx: np.ndarray | list[int]) -> torch.Tensor:
         return torch.as_tensor(np.asarray(idx, dtype=np.int64)).to(self.device)

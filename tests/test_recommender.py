@@ -195,3 +195,28 @@ def test_auto_device_is_the_cpu_without_cuda():
     assert resolve_device("cpu").type == "cpu"
     if not scoring.torch.cuda.is_available():
         assert resolve_device("auto").type == "cpu"
+
+
+def test_tied_scores_rank_the_lower_item_index_first_as_evaluation_does():
+    """Scores u * v_i with three values of v: ties straddle every top_n; the served list is the
+    one the metrics rank (mfrec.train.ranking.top_k): descending score, then item index."""
+    rng = np.random.default_rng(11)
+    num_users, num_items = 12, 60
+    values = rng.integers(0, 3, num_items).astype(np.float32)
+    seen = [sorted(rng.choice(num_items, 8, replace=False).tolist()) for _ in range(num_users)]
+    artifact = ModelArtifact(
+        rng.integers(1, 4, size=(num_users, 1)).astype(np.float32),
+        values[:, None],
+        np.zeros(num_users, np.float32),
+        np.zeros(num_items, np.float32),
+        np.array([f"u{k}" for k in range(num_users)]),
+        np.array([f"i{k}" for k in range(num_items)]),
+        np.ones(num_items, np.float32),
+        np.cumsum([0] + [len(s) for s in seen]),
+        np.array([k for s in seen for k in s], dtype=np.int64),
+    )
+    answers = Recommender(artifact, "cpu").recommend(list(artifact.user_ids), top_n=7)
+    for u, answer in enumerate(answers):
+        score = artifact.user_embeddings[u, 0] * values
+        ranked = sorted(set(range(num_items)) - set(seen[u]), key=lambda i: (-score[i], i))
+        assert list(answer.item_ids) == [f"i{i}" for i in ranked[:7]]

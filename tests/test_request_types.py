@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from mfrec.serve.handlers import HANDLERS
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.requests import (
+    REQUEST_TYPES,
     Filters,
     RecordError,
     Request,
@@ -249,3 +251,11 @@ def test_masks_and_csr_pairs():
     assert more.rows.tolist() == [0, 0, 0, 2] and more.items.tolist() == [1, 2, 7, 0]
     positions, items = csr_pairs(np.array([0, 2, 2, 3]), np.array([4, 5, 6]), np.array([2, 0]))
     assert (positions.tolist(), items.tolist()) == ([0, 1, 1], [6, 4, 5])
+
+
+def test_every_request_type_has_a_handler(rec):
+    assert list(HANDLERS) == list(REQUEST_TYPES)
+    assert rec.request_types == REQUEST_TYPES
+    for request_type in REQUEST_TYPES:
+        (answer,) = rec.answer([Request(type=request_type, user_id="a", item_id="i0")])
+        assert answer.error is None, request_type
