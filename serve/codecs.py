@@ -2,7 +2,7 @@
 
 Decoders and encoders are ``{mime type: function}`` maps (:data:`DECODERS`, :data:`ENCODERS`),
 chosen from the ``Content-Type`` and ``Accept`` headers by :func:`decoder_for` and
-:func:`negotiate`.
+:func:`negotiate`. The decoders are here; the encoders are in :mod:`mfrec.serve.encoders`.
 
 A body holds one or many records, in any of these shapes:
 
@@ -25,9 +25,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
-from mfrec.serve.csvrows import csv_rows
+from mfrec.serve.encoders import encode_csv, encode_json, encode_jsonlines
 from mfrec.serve.requests import Recommendation, RecordError, Request, request_from_fields
 from mfrec.train.errors import MfrecError
 
@@ -199,104 +197,10 @@ def decode(body: bytes, content_type: str | None, *, strict: bool) -> list[Recor
 
 
 # ---------------------------------------------------------------------------------------------
-# Responses. ``answers`` pairs every record with its Recommendation, in body order.
+# Responses (:mod:`mfrec.serve.encoders`). ``answers`` pairs every record with its
+# Recommendation, in body order.
 
 Answers = list[tuple[Record, Recommendation]]
-
-
-def _csv_field(text: str) -> str:
-    if any(c in text for c in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
-def _scores(answer: Recommendation, missing) -> list:
-    """The scores as Python floats; NaN (an item the model does not know) as ``missing``."""
-    scores = answer.scores.tolist()
-    if np.isnan(answer.scores).any():
-        scores = [missing if score != score else score for score in scores]
-    return scores
-
-
-def encode_csv(answers: Answers, style: str = "mfrec") -> bytes:
-    """``user_id,item_id,score`` rows, best first, records in order, no header, and no trailing
-    newline (SageMaker's AssembleWith=Line adds one per response); scores with 6 decimals.
-
-    The first column is the record's subject (the item id for similar items, empty for popular
-    items). A record that failed gives ``user_id,,error: <reason>``; one left with no items
-    gives ``user_id,,``; an item the model does not know (ranking) has an empty score. Runs of
-    plain records are formatted as arrays (:mod:`mfrec.serve.csvrows`), the rest row by row.
-    """
-    parts: list[bytes] = []
-    run: list[tuple[Record, Recommendation]] = []
-    for record, answer in answers:
-        if answer.error is None and len(answer.item_ids) and not np.isnan(answer.scores).any():
-            run.append((record, answer))
-            continue
-        parts += _csv_run(run)
-        run = []
-        parts.append(_csv_lines(record, answer).encode("utf-8"))
-    parts += _csv_run(run)
-    return b"\n".join(parts)
-
-
-def _csv_run(run: list[tuple[Record, Recommendation]]) -> list[bytes]:
-    if not run:
-        return []
-    subjects = [record.subject for record, _ in run]
-    fast = csv_rows(subjects, [a.item_ids for _, a in run], [a.scores for _, a in run])
-    if fast is not None:
-        return [fast]
-    return ["\n".join(_csv_lines(record, answer) for record, answer in run).encode("utf-8")]
-
-
-def _csv_lines(record: Record, answer: Recommendation) -> str:
-    """One record's rows, formatted one by one (quoting, errors, empty lists, NaN scores)."""
-    prefix = _csv_field(record.subject) + ","
-    if answer.error is not None:
-        return prefix + "," + _csv_field("error: " + answer.error)
-    if not len(answer.item_ids):
-        return prefix + ","
-    ids = [_csv_field(item_id) for item_id in answer.item_ids.tolist()]
-    scores = ["" if s != s else f"{s:.6f}" for s in answer.scores.tolist()]
-    return "\n".join(f"{prefix}{i},{s}" for i, s in zip(ids, scores, strict=True))
-
-
-def _object(record: Record, answer: Recommendation, style: str) -> dict:
-    """One record's answer as a JSON object (NaN scores as null)."""
-    if style == "personalize":  # Amazon Personalize's batch inference output
-        if answer.error is not None:
-            return {"input": record.raw, "output": None, "error": answer.error}
-        output = {"recommendedItems": answer.item_ids.tolist(), "scores": _scores(answer, None)}
-        return {"input": record.raw, "output": output, "error": None}
-    request = record.request
-    if request is None:
-        obj: dict = {"user_id": record.subject}
-    else:
-        obj = {"type": request.type} if request.type != "user" else {}
-        obj.update(
-            {
-                k: v
-                for k, v in (("user_id", request.user_id), ("item_id", request.item_id))
-                if v is not None
-            }
-        )
-    if answer.error is not None:
-        return {**obj, "error": answer.error}
-    obj.update(item_ids=answer.item_ids.tolist(), scores=_scores(answer, None))
-    return {**obj, "note": answer.note} if answer.note else obj
-
-
-def encode_jsonlines(answers: Answers, style: str = "mfrec") -> bytes:
-    """One JSON object per record and line, no trailing newline."""
-    return "\n".join(json.dumps(_object(r, a, style)) for r, a in answers).encode("utf-8")
-
-
-def encode_json(answers: Answers, style: str = "mfrec") -> bytes:
-    """``{"predictions": [one object per record]}`` (the SageMaker built-in algorithms' shape)."""
-    objects = ",".join(json.dumps(_object(r, a, style)) for r, a in answers)
-    return ('{"predictions":[' + objects + "]}").encode("utf-8")
-
 
 ENCODERS: dict[str, Callable[[Answers, str], bytes]] = {
     "text/csv": encode_csv,
