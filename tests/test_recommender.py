@@ -46,6 +46,23 @@ def expected(u: int, top_n: int, exclude: list[int] = ()) -> tuple[list[str], li
     ]
 
 
+def numbered_model(user_embeddings, item_embeddings, user_biases, item_biases, seen):
+    """A model of users ``u0``, ``u1``... and items ``i0``, ``i1``...; ``seen``: each user's
+    training items; popularity: all ones."""
+    num_users, num_items = len(user_embeddings), len(item_embeddings)
+    return ModelArtifact(
+        user_embeddings,
+        item_embeddings,
+        user_biases,
+        item_biases,
+        np.array([f"u{k}" for k in range(num_users)]),
+        np.array([f"i{k}" for k in range(num_items)]),
+        np.ones(num_items, np.float32),
+        np.cumsum([0] + [len(s) for s in seen]),
+        np.array([k for s in seen for k in s], dtype=np.int64),
+    )
+
+
 @pytest.fixture
 def rec() -> Recommender:
     return Recommender(known_answer(), "cpu")
@@ -144,16 +161,12 @@ def test_matches_a_slow_loop_on_a_random_model():
         sorted(rng.choice(num_items, size=rng.integers(0, 30), replace=False).tolist())
         for _ in range(num_users)
     ]
-    artifact = ModelArtifact(
+    artifact = numbered_model(
         rng.normal(size=(num_users, 16)).astype(np.float32),
         rng.normal(size=(num_items, 16)).astype(np.float32),
         rng.normal(size=num_users).astype(np.float32),
         rng.normal(size=num_items).astype(np.float32),
-        np.array([f"u{k}" for k in range(num_users)]),
-        np.array([f"i{k}" for k in range(num_items)]),
-        rng.random(num_items).astype(np.float32),
-        np.cumsum([0] + [len(s) for s in seen]),
-        np.array([k for s in seen for k in s], dtype=np.int64),
+        seen,
     )
     answers = Recommender(artifact, "cpu").recommend(list(artifact.user_ids), top_n=10)
     for u, answer in enumerate(answers):
@@ -204,16 +217,12 @@ def test_tied_scores_rank_the_lower_item_index_first_as_evaluation_does():
     num_users, num_items = 12, 60
     values = rng.integers(0, 3, num_items).astype(np.float32)
     seen = [sorted(rng.choice(num_items, 8, replace=False).tolist()) for _ in range(num_users)]
-    artifact = ModelArtifact(
+    artifact = numbered_model(
         rng.integers(1, 4, size=(num_users, 1)).astype(np.float32),
         values[:, None],
         np.zeros(num_users, np.float32),
         np.zeros(num_items, np.float32),
-        np.array([f"u{k}" for k in range(num_users)]),
-        np.array([f"i{k}" for k in range(num_items)]),
-        np.ones(num_items, np.float32),
-        np.cumsum([0] + [len(s) for s in seen]),
-        np.array([k for s in seen for k in s], dtype=np.int64),
+        seen,
     )
     answers = Recommender(artifact, "cpu").recommend(list(artifact.user_ids), top_n=7)
     for u, answer in enumerate(answers):
