@@ -5,7 +5,7 @@ removed from the whole body in one pass. Scores are printed like ``"%.6f"`` (the
 computed with integer arithmetic on arrays). On a 2.5 million row body this is about four times
 faster than formatting row by row; it matters once the model runs on a GPU and formatting would
 otherwise dominate a batch request. Fields that need CSV quoting fall back to the row-by-row
-formatter (:func:`mfrec.serve.codecs.encode_csv` decides).
+formatter (:func:`mfrec.serve.encoders.encode_csv` decides).
 """
 
 from __future__ import annotations
