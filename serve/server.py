@@ -40,8 +40,9 @@ from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
-from mfrec.serve.app import ServingSettings, create_app
+from mfrec.serve.app import create_app
 from mfrec.serve.recommender import Recommender
+from mfrec.serve.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 
