@@ -12,7 +12,9 @@ The generative model (what a good recommender can recover, and popularity cannot
   user's two topics drawn by popularity within that topic; a user's repeated items are redrawn
   (a few repeats may remain for users whose activity approaches their topics' size);
 * timestamps: each user is active over a random window of 2020-2021; their interactions are
-  strictly increasing Unix seconds in that window.
+  strictly increasing Unix seconds in that window, or, with ``timestamp_resolution`` (seconds,
+  e.g. 86_400 for days), those seconds rounded down to a multiple of it: non-decreasing, with
+  ties in file order (a day resolution gives midnight UTC, as Unix time 0 is midnight UTC).
 
 The user x item probability matrix therefore has rank ~``num_topics``, so matrix factorisation
 learns it while the popularity baseline only sees the marginal. Rows are grouped by user (ids
@@ -104,17 +106,36 @@ SCHEMA = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("timestam
 
 @dataclass(frozen=True)
 class SynthSpec:
-    """Sizes of a synthetic dataset; ``resolve`` fills the defaults from ``num_interactions``."""
+    """Sizes of a synthetic dataset; ``resolve`` fills the defaults from ``num_interactions``.
+
+    ``timestamp_resolution`` is in seconds: 1 keeps every second, 86_400 rounds each timestamp
+    down to its day's midnight UTC.
+    """
 
     num_interactions: int
     num_users: int
     num_items: int
     num_topics: int
     seed: int = 0
+    timestamp_resolution: int = 1
 
     @classmethod
-    def resolve(cls, num_interactions, num_users=None, num_items=None, seed=0, num_topics=None):
+    def resolve(
+        cls,
+        num_interactions,
+        num_users=None,
+        num_items=None,
+        seed=0,
+        num_topics=None,
+        timestamp_resolution=1,
+    ):
         n = int(num_interactions)
+        resolution = int(timestamp_resolution)
+        if resolution < 1 or resolution != timestamp_resolution:
+            raise ConfigError(
+                f"timestamp_resolution={timestamp_resolution!r} must be a whole number of "
+                "seconds >= 1 (86400 for days)"
+            )
         num_users = int(num_users) if num_users else max(25, n // 40)
         num_items = int(num_items) if num_items else max(100, n // 100)
         if n < 1 or num_users < 1 or num_items < 2:
@@ -127,7 +148,7 @@ class SynthSpec:
         if num_topics is None:
             num_topics = int(np.clip(round(math.sqrt(num_items) / 2), 2, 64))
         num_topics = max(1, min(int(num_topics), num_items))
-        return cls(n, num_users, num_items, num_topics, int(seed))
+        return cls(n, num_users, num_items, num_topics, int(seed), resolution)
 
 
 class _Plan:
@@ -204,6 +225,8 @@ class _Plan:
         offset = local.astype(np.int64) << 40
         shifted = np.maximum.accumulate(seconds - position + offset)
         seconds = shifted - offset + position
+        if self.spec.timestamp_resolution > 1:
+            seconds -= seconds % self.spec.timestamp_resolution
         return pa.table([users + 1, items + 1, seconds], schema=SCHEMA)
 
     def blocks(self) -> Iterator[pa.Table]:
@@ -251,10 +274,18 @@ def _activity(rng: np.random.Generator, spec: SynthSpec) -> np.ndarray:
 
 
 def iter_blocks(
-    num_interactions: int, num_users=None, num_items=None, seed: int = 0, num_topics=None
+    num_interactions: int,
+    num_users=None,
+    num_items=None,
+    seed: int = 0,
+    num_topics=None,
+    *,
+    timestamp_resolution: int = 1,
 ) -> Iterator[pa.Table]:
     """The dataset as Arrow tables (``user_id``, ``item_id``, ``timestamp``, all int64)."""
-    spec = SynthSpec.resolve(num_interactions, num_users, num_items, seed, num_topics)
+    spec = SynthSpec.resolve(
+        num_interactions, num_users, num_items, seed, num_topics, timestamp_resolution
+    )
     return _Plan(spec).blocks()
 
 
@@ -264,15 +295,27 @@ def generate(
     num_items: int | None = None,
     seed: int = 0,
     num_topics: int | None = None,
+    *,
+    timestamp_resolution: int = 1,
 ) -> pd.DataFrame:
     """A small synthetic dataset in memory.
 
     Returns
     -------
     DataFrame with ``num_interactions`` rows and int64 columns ``user_id`` (1..num_users),
-    ``item_id`` (1..num_items) and ``timestamp`` (Unix seconds, increasing per user).
+    ``item_id`` (1..num_items) and ``timestamp`` (Unix seconds, increasing per user; multiples
+    of ``timestamp_resolution``, non-decreasing per user, when it is above 1).
     """
-    blocks = list(iter_blocks(num_interactions, num_users, num_items, seed, num_topics))
+    blocks = list(
+        iter_blocks(
+            num_interactions,
+            num_users,
+            num_items,
+            seed,
+            num_topics,
+            timestamp_resolution=timestamp_resolution,
+        )
+    )
     return pa.concat_tables(blocks).to_pandas()
 
 
@@ -284,6 +327,8 @@ def write_synthetic(
     seed: int = 0,
     fmt: str | None = None,
     num_topics: int | None = None,
+    *,
+    timestamp_resolution: int = 1,
 ) -> SynthSpec:
     """Stream a synthetic dataset to ``path`` block by block.
 
@@ -295,7 +340,9 @@ def write_synthetic(
     fmt = fmt or ("parquet" if path.suffix in (".parquet", ".pq") else "csv")
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"format {fmt!r} is not supported; use csv or parquet")
-    spec = SynthSpec.resolve(num_interactions, num_users, num_items, seed, num_topics)
+    spec = SynthSpec.resolve(
+        num_interactions, num_users, num_items, seed, num_topics, timestamp_resolution
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     blocks = _Plan(spec).blocks()
     if fmt == "parquet":

@@ -117,3 +117,19 @@ def test_embedded_default_dataset_imports_cleanly():
     assert (data.num_users, data.num_items, len(data)) == (1_500, 800, 75_000)
     assert report.warnings == [] and report.duplicates["rows"] == 0
     assert np.all(np.diff(data.timestamps[data.user_idx == 0]) > 0)
+
+
+def test_day_resolution_rounds_the_same_rows_down_to_midnight_utc():
+    seconds = generate(5_000, num_users=100, num_items=300, seed=4)
+    days = generate(5_000, num_users=100, num_items=300, seed=4, timestamp_resolution=86_400)
+    pd.testing.assert_frame_equal(days[["user_id", "item_id"]], seconds[["user_id", "item_id"]])
+    assert (days.timestamp % 86_400 == 0).all()
+    assert (days.timestamp == seconds.timestamp // 86_400 * 86_400).all()
+    assert (days.groupby("user_id").timestamp.diff().dropna() >= 0).all()
+    assert days.duplicated(["user_id", "timestamp"]).any()  # same-day ties, kept in time order
+
+
+@pytest.mark.parametrize("resolution", [0, -5, 1.5])
+def test_timestamp_resolution_must_be_whole_seconds(resolution):
+    with pytest.raises(ConfigError, match="timestamp_resolution=.* must be a whole number"):
+        generate(1_000, num_users=50, num_items=100, timestamp_resolution=resolution)
