@@ -1,4 +1,7 @@
-"""The SageMaker training job, run in-process against a fake /opt/ml built in tmp_path."""
+"""The SageMaker training job, run in-process against a fake /opt/ml built in tmp_path.
+
+Reading and checking the config files and channels alone is tested in ``test_job_config.py``.
+"""
 
 from __future__ import annotations
 
@@ -138,13 +141,6 @@ def test_bad_hyperparameter_value_fails_with_the_allowed_range(tmp_path):
     assert failure_text(base).startswith("ConfigError: learning_rate='fast' is not a number")
 
 
-def test_invalid_hyperparameters_json_is_a_user_error(tmp_path):
-    base = make_layout(tmp_path)
-    (base / "input" / "config" / "hyperparameters.json").write_text("{num_epochs: 2")
-    assert training_job.run_sagemaker_job(base) == 1
-    assert "hyperparameters.json is not valid JSON" in failure_text(base)
-
-
 def test_missing_training_channel_lists_the_channels_found(tmp_path):
     base = make_layout(tmp_path, channels={"train": interactions_csv()})
     assert training_job.run_sagemaker_job(base) == 1
@@ -190,34 +186,6 @@ def test_only_the_first_host_trains(tmp_path, caplog):
     assert "not the primary host algo-1" in caplog.text
 
 
-def test_sharded_training_channel_on_several_hosts_is_refused(tmp_path):
-    resources = {"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]}
-    input_config = {"training": {"S3DistributionType": "ShardedByS3Key"}}
-    base = make_layout(tmp_path, input_config=input_config, resources=resources)
-    assert training_job.run_sagemaker_job(base) == 1
-    assert "InstanceCount=1" in failure_text(base)
-
-
-@pytest.mark.parametrize(
-    ("channel", "message"),
-    [
-        ({"TrainingInputMode": "Stream"}, "TrainingInputMode 'Stream'"),
-        ({"RecordWrapperType": "RecordIO"}, "set RecordWrapperType to None"),
-    ],
-)
-def test_unsupported_channel_settings_are_refused(tmp_path, channel, message):
-    base = make_layout(tmp_path, input_config={"training": channel})
-    assert training_job.run_sagemaker_job(base) == 1
-    assert message in failure_text(base)
-
-
-def test_optional_config_files_and_keys_may_be_missing(tmp_path):
-    base = make_layout(tmp_path, input_config={"training": {}})
-    (base / "input" / "config" / "resourceconfig.json").unlink()
-    assert training_job.run_sagemaker_job(base) == 0
-    assert model_files(base) == ["arrays.npz", "model.json"]
-
-
 def test_a_folder_that_is_not_a_sagemaker_layout_is_explained(tmp_path):
     assert training_job.run_sagemaker_job(tmp_path / "nothing") == 1
     assert not (tmp_path / "nothing").exists()  # no failure file created out of thin air
@@ -239,12 +207,6 @@ def test_pipe_mode_reads_the_training_fifo(tmp_path):
     assert training_job.run_sagemaker_job(base) == 0
     writer.join(timeout=10)
     assert load(base / "model").num_users == 60
-
-
-def test_pipe_mode_without_the_fifo_names_what_is_missing(tmp_path):
-    base = make_layout(tmp_path, input_config={"training": {"TrainingInputMode": "Pipe"}})
-    assert training_job.run_sagemaker_job(base) == 1
-    assert "training_0" in failure_text(base)
 
 
 def test_validation_channel_is_aligned_onto_the_training_ids(tmp_path, caplog):
