@@ -81,31 +81,44 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, state: dict) -> Path:
 
 
 def load_latest(checkpoint_dir: str | os.PathLike | None, expected: dict) -> dict | None:
-    """The newest checkpoint in ``checkpoint_dir`` whose fingerprint equals ``expected``.
+    """The newest readable checkpoint in ``checkpoint_dir`` whose fingerprint equals ``expected``.
 
-    Returns None (and logs why) when there is none, when it cannot be read, or when it was
-    written for other data, another configuration or another device type.
+    Checkpoints are tried newest first; one that cannot be read (a write cut short, bytes
+    altered, a pickle with a global that ``weights_only`` refuses) or that was written for other
+    data, another configuration or another device type is skipped with a log line saying why,
+    so a damaged newest file falls back to the one before it. Returns None when none fits.
     """
     if checkpoint_dir is None:
         return None
     existing = _existing(Path(checkpoint_dir))
-    if not existing:
-        return None
-    path = existing[-1][1]
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        logger.warning("ignoring checkpoint %s: it cannot be read (%s)", path, exc)
-        return None
-    found = state.get("fingerprint") if isinstance(state, dict) else None
-    if found != expected:
+    for _, path in reversed(existing):
+        state = _read(path)
+        if state is None:
+            continue
+        found = state.get("fingerprint")
+        if found == expected:
+            logger.info("resuming from checkpoint %s", path)
+            return state
         found = found if isinstance(found, dict) else {}
         differs = sorted(key for key in expected if found.get(key) != expected[key])
         logger.warning(
-            "ignoring checkpoint %s: written for a different %s; training starts afresh",
+            "ignoring checkpoint %s: written for a different %s",
             path,
             ", ".join(differs) or "format",
         )
+    if existing:
+        logger.warning("no checkpoint in %s fits this job: training starts afresh", checkpoint_dir)
+    return None
+
+
+def _read(path: Path) -> dict | None:
+    """A checkpoint's state, or None (logged) when it cannot be read."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- damaged bytes raise many types inside torch.load
+        logger.warning("ignoring checkpoint %s: it cannot be read (%s)", path, exc)
         return None
-    logger.info("resuming from checkpoint %s", path)
+    if not isinstance(state, dict):
+        logger.warning("ignoring checkpoint %s: it holds no training state", path)
+        return None
     return state

@@ -171,9 +171,9 @@ def sniff(path: Path, header: str = "auto") -> SourceFile | None:
     delimiter = _detect_delimiter(lines, path)
     rows = [_split(line, delimiter) for line in lines]
     has_header = _has_header(rows) if header == "auto" else header == "yes"
-    num_columns = Counter(len(r) for r in rows[1:] or rows).most_common(1)[0][0]
-    names = tuple(rows[0]) if has_header else tuple(positional_names(num_columns))
     data_rows = rows[1:] if has_header else rows
+    num_columns = Counter(len(r) for r in data_rows or rows).most_common(1)[0][0]
+    names = tuple(rows[0]) if has_header else tuple(positional_names(num_columns))
     return SourceFile(
         path,
         "csv",

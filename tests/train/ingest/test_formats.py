@@ -217,11 +217,6 @@ def test_describe_of_an_unlisted_delimiter_shows_it_quoted(tmp_path):
     assert source.describe() == "delimited text, '#'-separated, no header, utf-8"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="formats.py:174 counts the fields of rows[1:] even when there is no header, so a "
-    "headerless file's first row is left out of the column count",
-)
 def test_headerless_column_count_is_the_most_common_over_all_rows(tmp_path):
     source = sniff(write(tmp_path / "d.csv", "1,2,3\n4,5\n6,7,8\n"))
     assert source.column_names == ("column_1", "column_2", "column_3")
