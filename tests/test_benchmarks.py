@@ -208,3 +208,92 @@ def test_ml100k_checksum_mismatch_is_refused(bench, tmp_path):
         bench["common"].ml100k_dir(tmp_path)
     with pytest.raises(DataValidationError, match="holds no u.data"):
         bench["common"].ml100k_dir(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------------------------------------
+# The robustness panel
+
+
+@pytest.fixture(scope="module")
+def panel(bench):
+    return importlib.import_module("benchmarks.panel")
+
+
+def test_panel_main_tables_cache_and_variant(bench, panel, planted, tmp_path):
+    path, _data = planted
+    argv = ["--members", str(path), "--budget", "1", "--threads", "1"]
+    argv += ["--cache-dir", str(tmp_path / "cache")]
+    variant = ["--mfrec-set", "num_epochs=2", "--mfrec-set", "embedding_dim=8"]
+    assert panel.main([*argv, *variant, "--out-dir", str(tmp_path / "first")]) == 0
+    first = _load_results(tmp_path / "first", "panel")
+    member = first["results"]["members"]["planted.csv"]
+    peer_names = {"popularity", "ease"} | ({"als"} if HAS_IMPLICIT else set())
+    assert set(member["systems"]) == peer_names | {"mfrec", "mfrec-variant"}
+    assert member["systems"]["mfrec"]["params"] == {}
+    assert member["systems"]["mfrec-variant"]["params"] == {"num_epochs": "2", "embedding_dim": "8"}
+    for outcome in member["systems"].values():
+        assert set(panel.METRIC_NAMES) <= set(outcome["test"]) and outcome["cached"] is None
+    row = member["panel"]
+    assert row["best_peer"] in peer_names
+    assert row["mfrec"]["ratio"] == pytest.approx(
+        row["mfrec"]["ndcg@10"] / row["best_peer_ndcg@10"]
+    )
+    assert first["results"]["panel"]["mfrec"]["min_ratio"] == row["mfrec"]["ratio"]
+    assert "| mfrec, variant: num_epochs=2, embedding_dim=8 |" in (
+        next((tmp_path / "first").glob("panel-*.md")).read_text()
+    )
+
+    # Only mfrec changes: the peers come from the cache, and the results say so.
+    assert panel.main([*argv, "--out-dir", str(tmp_path / "second")]) == 0
+    second = _load_results(tmp_path / "second", "panel")
+    again = second["results"]["members"]["planted.csv"]
+    assert set(again["systems"]) == peer_names | {"mfrec"}
+    for name in peer_names:
+        assert (
+            again["systems"][name]["cached"]
+            and again["systems"][name]["test"] == (member["systems"][name]["test"])
+        )
+    assert f"{len(peer_names)} peer results read from the cache" in " ".join(second["notes"])
+    assert "| cached |" in next((tmp_path / "second").glob("panel-*.md")).read_text()
+
+
+def test_panel_sparse_member_keeps_each_users_earliest_share_rounded_up(panel):
+    from mfrec.train.interactions import Interactions
+
+    # a: 10 rows, its third and fourth earliest tied in time (file order decides); b: 1 row;
+    # c: 4 rows, out of time order in the file. ceil(0.3 n): a keeps 3, b 1, c ceil(1.2) = 2.
+    users = ["a"] * 10 + ["b"] + ["c"] * 4
+    items = [f"i{k}" for k in range(10)] + ["i0"] + ["x3", "x1", "x2", "x0"]
+    times = [5, 4, 9, 1, 2, 8, 7, 6, 3, 3] + [1] + [40, 10, 30, 20]
+    data = Interactions.from_ids(users, items, timestamps=times)
+    kept = panel.earliest_share(data)
+    pairs = list(zip(kept.user_ids[kept.user_idx], kept.item_ids[kept.item_idx], strict=True))
+    assert pairs == [("a", "i3"), ("a", "i4"), ("a", "i8"), ("b", "i0"), ("c", "x1"), ("c", "x0")]
+    assert (data.num_items, kept.num_items) == (14, 6)  # unseen items leave the catalogue
+    assert kept.timestamps.tolist() == [1, 2, 3, 1, 10, 20]
+
+
+def test_panel_longtail_member_is_in_the_long_tail_regime(panel):
+    found = panel.shape(panel.longtail_data())
+    assert found["num_items"] >= 10_000 and found["num_items"] > found["num_users"]
+    assert found["median_per_item"] <= 8 and found["day_resolution"]
+    assert found["share_items_under_5"] > 0.5
+
+
+@pytest.mark.ml100k
+def test_panel_ml100k_members(panel, ml100k_dir):
+    positives = panel.load_member("ml-100k-pos", ml100k_dir)
+    assert len(positives) == 55_375  # ratings 4 and 5 in u.data
+    sparse = panel.load_member("ml-100k-sparse", ml100k_dir)
+    counts = panel.common.load_ml100k(ml100k_dir).user_counts()
+    assert len(sparse) == int(np.sum(-(-3 * counts // 10)))  # ceil(0.3 n) per user
+    assert sparse.num_users == 943 and sparse.user_counts().min() == 6  # 20 rows -> 6
+
+
+def test_panel_rejects_unknown_members_and_settings(panel, capsys):
+    with pytest.raises(SystemExit):
+        panel.main(["--members", "ml-1m"])
+    assert "unknown member 'ml-1m'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        panel.main(["--mfrec-set", "embedding_size=8"])
+    assert "--mfrec-set" in capsys.readouterr().err
