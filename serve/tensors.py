@@ -77,6 +77,10 @@ class ModelTensors:
         """
         known = users >= 0
         priors = self.user_embeddings[users.clamp(min=0)] * known.unsqueeze(1)
+        if not histories:
+            return priors
+        # Decided on the fresh items alone: the mean method adds the training items below.
+        empty = torch.tensor([len(h) == 0 for h in histories], device=self.device)
         if method == "mean":
             histories = [
                 h if u < 0 else np.concatenate([h, self.artifact.seen_items(u)])
@@ -102,7 +106,6 @@ class ModelTensors:
                     )
                 )
             start, total = end, 0
-        empty = torch.tensor([len(h) == 0 for h in histories], device=self.device)
         return torch.where((empty & known).unsqueeze(1), priors, torch.cat(vectors))
 
     def pair_scores(self, users: np.ndarray, items: Sequence[np.ndarray]) -> list[np.ndarray]:

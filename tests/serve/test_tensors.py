@@ -218,13 +218,6 @@ def test_mean_fold_in_adds_a_known_users_training_items():
     np.testing.assert_allclose(unknown, [2, 0], rtol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tensors.py:105 tests for an empty history after tensors.py:81 has added the "
-    "training items under 'mean', so a known user with no fresh item gets the mean of their "
-    "training items, not the trained vector as documented ('als' keeps it): a history of "
-    "only unknown items then answers differently from the plain user request",
-)
 def test_mean_fold_in_keeps_the_trained_vector_when_nothing_is_new():
     tensors = ModelTensors(model([[1, 0], [0, 2], [10, 0]], [[1, 0], [0, 1], [3, 4]], [[2]]), CPU)
     (vector,) = tensors.fold_in(histories([]), tensors.indices([0]), "mean", 40.0, 0.1).numpy()
