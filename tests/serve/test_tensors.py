@@ -219,7 +219,8 @@ def test_mean_fold_in_adds_a_known_users_training_items():
 
 
 def test_mean_fold_in_keeps_the_trained_vector_when_nothing_is_new():
-    tensors = ModelTensors(model([[1, 0], [0, 2], [10, 0]], [[1, 0], [0, 1], [3, 4]], [[2]]), CPU)
+    artifact = model([[1, 0]], [[1, 0], [0, 1], [3, 4]], seen=[[2]])
+    tensors = ModelTensors(artifact, CPU)
     (vector,) = tensors.fold_in(histories([]), tensors.indices([0]), "mean", 40.0, 0.1).numpy()
     np.testing.assert_array_equal(vector, [1, 0])
 
