@@ -317,9 +317,10 @@ def run_mfrec(fit, valid, args) -> dict:
     started = time.perf_counter()
     result = train_model(fit, config, valid=valid, out=io.StringIO())
     wall = time.perf_counter() - started
-    probe = result.metrics.get("recency_probe", {}).get("probe_seconds", 0.0)
+    probe = sum(found["seconds"] for found in result.metrics.get("probes", []))
     summary = summarise(mfrec_history(result.history, start_seconds=probe))
-    summary["recency_probe_seconds"] = probe
+    summary["probe_seconds"] = probe
+    summary["model"] = result.metrics.get("model")
     summary["wall_seconds_with_evaluation"] = wall
     summary["settings"] = result.artifact.config
     return summary

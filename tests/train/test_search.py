@@ -1,0 +1,101 @@
+"""model=auto end to end: probes, a fit of each model, the winner refitted; resume is exact."""
+
+import dataclasses
+import io
+import logging
+
+import numpy as np
+import pytest
+from drifting import drifting_data
+
+from mfrec.train import auto
+from mfrec.train.config import TrainConfig
+from mfrec.train.pipeline import train_model
+from mfrec.train.split import temporal_split
+
+CONFIG = TrainConfig(
+    embedding_dim=8, num_epochs=6, batch_size=64, num_negatives=16, device="cpu", seed=3
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return train_model(drifting_data(), CONFIG, out=io.StringIO())
+
+
+def test_both_models_are_fitted_and_the_better_validation_score_wins(reference):
+    metrics = reference.metrics
+    scores = {model: fit["ndcg@10"] for model, fit in metrics["model_search"].items()}
+    assert set(scores) == {"ials", "sgd"}
+    assert metrics["model"] == max(scores, key=scores.get) == reference.artifact.config["model"]
+    assert metrics["mfrec"]["ndcg@10"] == scores[metrics["model"]]
+    models = [record.get("model") for record in reference.history]
+    assert models.count("ials") and models.count("sgd")  # each fit's epochs are reported
+    assert reference.history[-1]["phase"] == "refit"
+    assert reference.history[-1]["model"] == metrics["model"]
+
+
+def test_the_sgd_model_wins_where_ials_cannot_fit():
+    # Regularisation a thousand times the scale of the data: iALS's factors stay near zero.
+    crippled = dataclasses.replace(CONFIG, regularization=1e3)
+    result = train_model(drifting_data(), crippled, out=io.StringIO())
+    scores = result.metrics["model_search"]
+    assert scores["sgd"]["ndcg@10"] > scores["ials"]["ndcg@10"]
+    assert result.metrics["model"] == "sgd" == result.artifact.config["model"]
+
+
+@pytest.mark.parametrize("stop_at", ["probes", "first fit", "second fit", "refit"])
+def test_interrupted_and_resumed_search_equals_uninterrupted(reference, tmp_path, caplog, stop_at):
+    probes = len(reference.metrics["probes"])
+    fits = reference.metrics["model_search"]
+    fit, _ = temporal_split(drifting_data(), CONFIG.validation_fraction)
+    sgd_steps = -(-len(fit) // CONFIG.batch_size)
+    # should_stop is checked before each step: 2 per iALS iteration, 1 per SGD batch. Every
+    # iALS probe runs all its iterations; the SGD probes their 5 epochs.
+    probe_calls = sum(
+        2 * auto.IALS_PROBE_ITERATIONS if probe["model"] == "ials" else sgd_steps * probe["epochs"]
+        for probe in reference.metrics["probes"]
+    )
+    stops = {
+        "probes": 5,
+        "first fit": probe_calls + 3,  # the iALS fit (the first candidate), second iteration
+        "second fit": None,
+        "refit": None,
+    }
+    calls = {"n": 0}
+    budget = stops[stop_at]
+    if budget is None:  # count the calls of a full run, then stop near its end
+        counting = {"n": 0}
+
+        def count():
+            counting["n"] += 1
+            return False
+
+        train_model(drifting_data(), CONFIG, should_stop=count, out=io.StringIO())
+        refit_steps = 2 * reference.metrics["epochs_trained"]
+        if reference.metrics["model"] == "sgd":
+            refit_steps = sgd_steps * reference.metrics["epochs_trained"]
+        budget = counting["n"] - (refit_steps // 2 if stop_at == "refit" else refit_steps + 3)
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] > budget
+
+    with caplog.at_level(logging.INFO, logger="mfrec.train"):
+        first = train_model(
+            drifting_data(), CONFIG, checkpoint_dir=tmp_path, should_stop=stop, out=io.StringIO()
+        )
+        before = caplog.text.count("auto probe: ")
+        caplog.clear()
+        resumed = train_model(drifting_data(), CONFIG, checkpoint_dir=tmp_path, out=io.StringIO())
+        after = caplog.text.count("auto probe: ")
+    assert first.interrupted and not resumed.interrupted
+    assert before + after == probes  # a finished probe never runs again
+    assert (after > 0) == (stop_at == "probes")
+    assert set(resumed.metrics["model_search"]) == set(fits)
+    for model, fit in fits.items():
+        assert resumed.metrics["model_search"][model]["ndcg@10"] == fit["ndcg@10"]
+    for name in ("user_embeddings", "item_embeddings", "item_biases"):
+        assert np.array_equal(getattr(resumed.artifact, name), getattr(reference.artifact, name))

@@ -1,0 +1,184 @@
+"""Training with ``auto``: probes, then a fit of each candidate model, then the winner's refit.
+
+:class:`ModelSearch` runs the steps of a training job after the validation split:
+
+1. **probes** (:func:`mfrec.train.auto.resolve`): every ``auto`` hyperparameter resolved into
+   one candidate configuration per model (one candidate when ``model`` is given);
+2. **fits**: each candidate's fit phase on the validation split (:class:`TrainingRun`: epochs,
+   VALID NDCG@10 after each, early stopping), one after the other;
+3. **winner**: the candidate with the best VALID NDCG@10 (the first on a tie);
+4. **refit** of the winner on all the data (automatic hold-out with ``refit=true``), else its
+   best fit epoch is kept.
+
+Everything a restart needs is checkpointed after every probe and every epoch: finished probes,
+the candidates once resolved, each finished fit (its history, best epoch, metrics and best
+weights) and the state of the run in progress. A resumed job continues where it stopped and
+never repeats a finished probe or fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+from mfrec.train import auto
+from mfrec.train.checkpoint import save_checkpoint
+from mfrec.train.config import TrainConfig
+from mfrec.train.phases import TrainingRun
+
+logger = logging.getLogger(__name__)
+
+
+class ModelSearch:
+    """The whole run of :func:`mfrec.train.pipeline.train_model` after the split."""
+
+    def __init__(self, data, fit, holdout, config, device, out, should_stop) -> None:
+        self.data, self.fit, self.holdout = data, fit, holdout
+        self.config, self.device, self.out, self.should_stop = config, device, out, should_stop
+        self.fingerprint: dict = {}
+        self.checkpoint_dir = None
+        self.probes: dict = {}
+        self.candidates: list[TrainConfig] | None = None
+        self.fits: dict[str, dict] = {}  # model -> finished fit (TrainingRun state, no trainer)
+        self.pending: dict | None = None  # the state of the run in progress
+        self.run: TrainingRun | None = None
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def train(self, refit: bool) -> bool:
+        """Run the remaining steps; True when interrupted by ``should_stop``."""
+        if self.candidates is None:
+            try:
+                self.candidates = auto.resolve(
+                    self.fit,
+                    self.holdout,
+                    self.config,
+                    self.device,
+                    self.should_stop,
+                    self.probes,
+                    on_probe=lambda done: self._save(),
+                )
+            except auto.Interrupted:
+                self._save()
+                return True
+            if self.probes:  # a resumed job then skips them
+                self._save()
+        for candidate in self.candidates:
+            if candidate.model in self.fits:
+                continue
+            self.run = self._training_run(candidate, self.pending)
+            self.pending = None
+            started = time.perf_counter()
+            if self.run.fit_phase():
+                return True
+            self.fits[candidate.model] = self._summary(self.run, time.perf_counter() - started)
+            self._save()
+        winner = self.winner
+        if self.run is None or self.run.config.model != winner.model:
+            self.run = self._training_run(winner, self.fits[winner.model])
+        if len(self.candidates) > 1:
+            logger.info("auto: %s wins (%s)", winner.model, self._scores())
+        return self.run.train(refit=refit)
+
+    @property
+    def winner(self) -> TrainConfig:
+        """The candidate with the best VALID NDCG@10 (the first on a tie)."""
+        return max(self.candidates, key=lambda c: self.fits[c.model]["best_ndcg"])
+
+    def _training_run(self, config: TrainConfig, state: dict | None) -> TrainingRun:
+        run = TrainingRun(
+            self.data,
+            self.fit,
+            self.holdout,
+            config,
+            self.device,
+            self.out,
+            self.should_stop,
+            save=self._save_run,
+        )
+        run.label = len(self.candidates) > 1
+        run.resume(state)
+        return run
+
+    @staticmethod
+    def _summary(run: TrainingRun, seconds: float) -> dict:
+        summary = run.state_dict()
+        del summary["trainer"]  # the fit is over: its optimizer state is not needed again
+        summary["seconds"] = seconds
+        return summary
+
+    def _scores(self) -> str:
+        return ", ".join(
+            f"{model}: VALID NDCG@10 {fit['best_ndcg']:.4f} at epoch {fit['best_epoch']}"
+            for model, fit in self.fits.items()
+        )
+
+    # --- what the job reports ---------------------------------------------------------------
+
+    def metrics(self) -> dict:
+        """The search's part of the job's metrics: the probes and every candidate's fit."""
+        found = {"model": self.run.config.model if self.run else self.config.model}
+        if self.probes:
+            found["probes"] = auto.report(self.probes)
+        if len(self.fits) > 1:
+            found["model_search"] = {
+                model: {
+                    "ndcg@10": fit["best_ndcg"],
+                    "best_epoch": fit["best_epoch"],
+                    "seconds": round(fit["seconds"], 3),
+                }
+                for model, fit in self.fits.items()
+            }
+        return found
+
+    @property
+    def history(self) -> list[dict]:
+        """Every epoch trained, the candidates' fits first (the winner's refit last)."""
+        done = [record for model, fit in self.fits.items() for record in fit["history"]]
+        if self.run is not None and self.run.config.model not in self.fits:
+            return done + self.run.history
+        refit = [r for r in (self.run.history if self.run else []) if r.get("phase") == "refit"]
+        return done + refit
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def _save_run(self, run_state: dict) -> None:
+        self.pending = run_state
+        self._save()
+        self.pending = None
+
+    def _save(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        state = {
+            "fingerprint": self.fingerprint,
+            "probes": self.probes,
+            "candidates": None
+            if self.candidates is None
+            else [dataclasses.asdict(c) for c in self.candidates],
+            "fits": self.fits,
+            "run": self.pending,
+            "run_model": None if self.run is None else self.run.config.model,
+        }
+        save_checkpoint(self.checkpoint_dir, state)
+
+    def resume(self, state: dict | None) -> None:
+        if state is None:
+            return
+        self.probes = dict(state["probes"])
+        if state["candidates"] is not None:
+            self.candidates = [TrainConfig(**c) for c in state["candidates"]]
+        self.fits = dict(state["fits"])
+        # Refit state of a finished search sits in "run" with the winner's model.
+        self.pending = state["run"]
+        if self.pending is not None and state["run_model"] in self.fits:
+            winner = next(c for c in self.candidates if c.model == state["run_model"])
+            self.run = self._training_run(winner, self.pending)
+            self.pending = None
+        logger.info(
+            "resumed: %d probes and %d fits done%s",
+            len(self.probes),
+            len(self.fits),
+            "" if self.run is None else f"; the {self.run.config.model} refit in progress",
+        )

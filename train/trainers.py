@@ -1,0 +1,56 @@
+"""One trainer per model, behind one interface: :func:`make_trainer` gives the trainer of a
+resolved configuration (``model`` is ``sgd`` or ``ials``).
+
+Both trainers expose what :class:`~mfrec.train.phases.TrainingRun` drives: ``model`` (a
+:class:`~mfrec.train.model.MatrixFactorization`), ``epoch`` and ``batch`` (completed epochs, and
+completed steps of the current one), ``steps_per_epoch``, ``run_epoch(should_stop, on_batch)``
+(the mean loss, or None when stopped mid-epoch) and ``state_dict``/``load_state_dict`` for exact
+resumption.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mfrec.train.config import TrainConfig
+from mfrec.train.errors import ConfigError
+from mfrec.train.ials import IALSParams, IALSTrainer
+from mfrec.train.interactions import Interactions
+from mfrec.train.loop import Trainer
+from mfrec.train.recency import training_weights
+
+# iALS's unobserved weight and regularisation when neither the user nor a probe chose them:
+# the centre of the probe's search, measured on the robustness panel (benchmarks/NOTES.md).
+DEFAULT_UNOBSERVED_WEIGHT = 0.3
+DEFAULT_REGULARIZATION = 0.01
+
+
+def ials_params(config: TrainConfig) -> IALSParams:
+    """The :class:`IALSParams` of ``config`` ("auto" values at their defaults)."""
+    return IALSParams(
+        embedding_dim=config.embedding_dim,
+        alpha0=config.unobserved_weight or DEFAULT_UNOBSERVED_WEIGHT,
+        regularization=config.regularization or DEFAULT_REGULARIZATION,
+        solver=config.ials_solver,
+        cg_steps=config.cg_steps,
+        seed=config.seed,
+    )
+
+
+def make_trainer(
+    data: Interactions, config: TrainConfig, device: torch.device, horizon_epochs: int
+) -> Trainer | IALSTrainer:
+    """The trainer of ``config.model`` on ``data``; ``horizon_epochs`` is the SGD learning-rate
+    schedule's length (iALS has no schedule).
+
+    Raises
+    ------
+    ConfigError
+        ``config.model`` is still ``auto`` (:mod:`mfrec.train.auto` resolves it first).
+    """
+    if config.model == "ials":
+        confidences = training_weights(data, config.recency_min_weight)
+        return IALSTrainer(data, ials_params(config), device, confidences)
+    if config.model == "sgd":
+        return Trainer(data, config, device, horizon_epochs=horizon_epochs)
+    raise ConfigError(f"model={config.model!r} must be resolved to sgd or ials before training")
