@@ -173,7 +173,8 @@ def test_installed_mfrec_trains_then_serves(installed, env, tmp_path):
     python = str(installed / "bin" / "python")
     base = Path(env["SAGEMAKER_BASE_DIR"])
     (base / "input" / "config").mkdir(parents=True)
-    # Small settings: this checks the install, not the model (tests/container/test_training_job.py does).
+    # Small settings: this checks the install, not the model
+    # (tests/container/test_training_job.py does).
     hyperparameters = {"num_epochs": "1", "embedding_dim": "16", "num_negatives": "64"}
     hyperparameters["refit"] = "false"
     (base / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from mfrec.train.errors import ConfigError
 
+MODELS = ("auto", "sgd", "ials")
 LOSSES = ("softmax", "bpr", "hinge", "adaptive_hinge", "pointwise")
+IALS_SOLVERS = ("cholesky", "cg")
 SAMPLINGS = ("uniform", "popularity")
 SCHEDULES = ("constant", "cosine")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")  # mfrec.train.device reads it too
@@ -23,8 +25,9 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")  # mfrec.train.device
 # per positive, and the max-over-negatives of adaptive_hinge needs a few to find a hard one.
 AUTO_NEGATIVES = {"softmax": 256, "adaptive_hinge": 8, "bpr": 4, "hinge": 4, "pointwise": 4}
 # Hyperparameters whose "auto" (None) is resolved later: num_negatives by the loss
-# (TrainConfig.negatives), recency_min_weight by a probe (mfrec.train.auto).
-_AUTO = ("num_negatives", "recency_min_weight")
+# (TrainConfig.negatives); recency_min_weight, unobserved_weight and regularization by probes
+# on the validation data (mfrec.train.auto).
+_AUTO = ("num_negatives", "recency_min_weight", "unobserved_weight", "regularization")
 BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 IGNORED_PREFIXES = ("_", "sagemaker_")  # tuning jobs and AWS's toolkits add such keys
 
@@ -44,8 +47,16 @@ class TrainConfig:
     this value for the user's oldest to 1 for the newest (1 disables it; see
     :func:`mfrec.train.recency.recency_weights`); ``None`` means "auto": :mod:`mfrec.train.auto`
     chooses 0 or 1 by a short probe on the validation data (0 without any).
+
+    ``model`` is ``sgd`` (the embeddings trained by SGD on ``loss`` with sampled negatives),
+    ``ials`` (implicit alternating least squares, :mod:`mfrec.train.ials`: one epoch is one
+    iteration, and ``unobserved_weight``, ``regularization``, ``ials_solver`` and ``cg_steps``
+    are its own) or ``auto``: :mod:`mfrec.train.auto` fits both on the validation split and keeps
+    the better (``sgd`` without validation data). Both are the same model family (user and item
+    embeddings, dot-product scores) and give the same artifact.
     """
 
+    model: str = "auto"
     embedding_dim: int = 128
     num_epochs: int = 15
     batch_size: int = 1024
@@ -65,6 +76,10 @@ class TrainConfig:
     early_stopping_patience: int = 5
     eval_every: int = 1
     refit: bool = True
+    unobserved_weight: float | None = None
+    regularization: float | None = None
+    ials_solver: str = "cg"
+    cg_steps: int = 3
 
     def __post_init__(self) -> None:
         for name, (check, allowed) in _RULES.items():
@@ -88,11 +103,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         """Plain JSON-able values, ``num_negatives`` resolved (saved in the artifact); an
-        unresolved ``recency_min_weight`` is ``"auto"`` (a trained model's is a number)."""
+        unresolved ``recency_min_weight``, ``unobserved_weight`` or ``regularization`` is
+        ``"auto"`` (a trained model's are numbers)."""
         values = dataclasses.asdict(self)
         values["num_negatives"] = self.negatives
-        if self.recency_min_weight is None:
-            values["recency_min_weight"] = "auto"
+        for name in _AUTO[1:]:
+            if values[name] is None:
+                values[name] = "auto"
         return values
 
     @classmethod
@@ -214,6 +231,11 @@ _RULES: dict[str, tuple[Callable, str]] = {
     "early_stopping_patience": (_between(0, 100_000), "integers 0 (disabled) to 100000"),
     "eval_every": (_between(1, 100_000), "integers 1 to 100000"),
     "refit": (lambda v: isinstance(v, bool), "true or false"),
+    "model": (_one_of(MODELS), ", ".join(MODELS)),
+    "unobserved_weight": (_between(0, 1e6, open_low=True), "auto or numbers > 0 and <= 1e6"),
+    "regularization": (_between(0, 1e6, open_low=True), "auto or numbers > 0 and <= 1e6"),
+    "ials_solver": (_one_of(IALS_SOLVERS), ", ".join(IALS_SOLVERS)),
+    "cg_steps": (_between(1, 100), "integers 1 to 100"),
 }
 _KINDS = {
     f.name: {

@@ -69,23 +69,20 @@ class IALSParams:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        def integer(value, low):
-            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+        def within(value, low, high, kind=(int, float), closed=False):
+            ok = isinstance(value, kind) and not isinstance(value, bool)
+            return ok and (value >= low if closed else value > low) and value <= high
 
-        def number(value, low, high=math.inf, open_low=True):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return False
-            return (value > low if open_low else value >= low) and value <= high
-
+        inf = math.inf
         checks = [
-            ("embedding_dim", integer(self.embedding_dim, 1), "an integer >= 1"),
-            ("alpha0", number(self.alpha0, 0.0, 1e6), "a number in (0, 1e6]"),
-            ("regularization", number(self.regularization, 0.0, 1e6), "a number in (0, 1e6]"),
-            ("nu", number(self.nu, 0.0, 1.0, open_low=False), "a number in [0, 1]"),
-            ("init_scale", number(self.init_scale, 0.0, 1e3), "a number in (0, 1e3]"),
+            ("embedding_dim", within(self.embedding_dim, 1, inf, int, True), "an integer >= 1"),
+            ("alpha0", within(self.alpha0, 0, 1e6), "a number in (0, 1e6]"),
+            ("regularization", within(self.regularization, 0, 1e6), "a number in (0, 1e6]"),
+            ("nu", within(self.nu, 0, 1, closed=True), "a number in [0, 1]"),
+            ("init_scale", within(self.init_scale, 0, 1e3), "a number in (0, 1e3]"),
             ("solver", self.solver in SOLVERS, "one of " + ", ".join(map(repr, SOLVERS))),
-            ("cg_steps", integer(self.cg_steps, 1), "an integer >= 1"),
-            ("seed", integer(self.seed, 0), "an integer >= 0"),
+            ("cg_steps", within(self.cg_steps, 1, inf, int, True), "an integer >= 1"),
+            ("seed", within(self.seed, 0, 2**63 - 1, int, True), "an integer in [0, 2**63)"),
         ]
         for name, ok, allowed in checks:
             if not ok:
@@ -94,7 +91,7 @@ class IALSParams:
 
 @contextmanager
 def _csr_beta_accepted():
-    """torch warns (once) that sparse CSR tensors are beta; the ones used here are tested."""
+    """torch warns once that sparse CSR is beta; the operations used here are tested."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta", UserWarning)
         yield

@@ -1,7 +1,7 @@
 """The metric lines a training job prints, and the SageMaker regexes that read them back.
 
 Every epoch prints one flushed line of ``name=value;`` pairs, e.g. ``epoch=3; train_loss=4.1230;
-val_ndcg@10=0.071200; ...; pop_ndcg@10=0.063900; epoch_seconds=1.23;`` (refit epochs carry
+val_ndcg@10=0.071200; ...; pop_ndcg@10=0.063900; eval_seconds=0.21; epoch_seconds=1.23;`` (refit epochs carry
 ``phase=refit;`` and no validation values), then a final line ``final: val_ndcg@10=...; ...;
 best_epoch=12; epochs_trained=12;``. :data:`METRIC_DEFINITIONS` parses them.
 
@@ -36,6 +36,7 @@ METRIC_DEFINITIONS = (
     [
         {"Name": "train:loss", "Regex": rf"\bepoch=\d+;.*? train_loss={_NUMBER};"},
         {"Name": "train:epoch_seconds", "Regex": rf"\bepoch=\d+;.*? epoch_seconds={_NUMBER};"},
+        {"Name": "validation:seconds", "Regex": rf"\bepoch=\d+;.*? eval_seconds={_NUMBER};"},
         {"Name": "popularity:ndcg@10", "Regex": rf"\bepoch=\d+;.*? pop_ndcg@10={_NUMBER};"},
     ]
     + [
@@ -48,5 +49,5 @@ METRIC_DEFINITIONS = (
         for name in METRIC_NAMES
     ]
 )
-"""SageMaker ``MetricDefinitions`` for the progress lines (30 of the allowed 40). For tuning
+"""SageMaker ``MetricDefinitions`` for the progress lines (31 of the allowed 40). For tuning
 jobs use ``final:validation:ndcg@10``: it is printed once, after training."""

@@ -28,6 +28,7 @@ import torch
 
 from mfrec.train.interactions import Interactions
 from mfrec.train.metric_lines import CUTOFFS
+from mfrec.train.progress import ProgressBar
 from mfrec.train.ranking import csr_rows, top_k
 
 
@@ -45,6 +46,7 @@ def evaluate(
     exclude_seen: bool = True,
     device: str | torch.device | None = None,
     chunk_elements: int = 1 << 24,
+    progress: str | None = None,
 ) -> dict[str, float]:
     """Personalize-style ranking metrics of ``scorer`` on ``test`` (see the module docstring).
 
@@ -60,6 +62,8 @@ def evaluate(
         Where scoring runs; defaults to the model's device, else the CPU.
     chunk_elements : int
         Users are scored in chunks of about this many (user, item) scores.
+    progress : str, optional
+        Show a progress bar over the users with this description (on a terminal only).
 
     Returns
     -------
@@ -83,8 +87,11 @@ def evaluate(
     covered = torch.zeros(num_items, dtype=torch.bool, device=device)
     evaluated = torch.zeros((), dtype=torch.int64, device=device)
     chunk = max(1, chunk_elements // max(1, num_items))
+    bar = ProgressBar(len(users), progress, unit="user") if progress else None
     for start in range(0, len(users), chunk):
         rows = users[start : start + chunk]
+        if bar is not None:
+            bar.update(len(rows))
         scores = score_fn(rows).to(device=device, dtype=torch.float32).clone()
         relevant = torch.zeros(scores.shape, dtype=torch.bool, device=device)
         relevant[csr_rows(test_ptr, test_idx, rows)] = True
@@ -101,6 +108,8 @@ def evaluate(
         covered[index[keep][listed[keep]]] = True
         evaluated += keep.sum()
         _add_hits(sums, hits, num_relevant, cutoffs, discounts)
+    if bar is not None:
+        bar.close()
     count = int(evaluated)
     result = {name: (float(total) / count if count else 0.0) for name, total in sums.items()}
     result["coverage"] = float(covered.sum()) / num_items if count else 0.0

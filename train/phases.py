@@ -1,20 +1,20 @@
-"""The phases of one training run: fit with validation and early stopping, then the refit.
+"""The phases of one model's training: fit with validation and early stopping, then the refit.
 
-:class:`TrainingRun` holds everything a checkpoint must restore (the current phase's
-:class:`~mfrec.train.loop.Trainer`, the history, the best epoch and its weights) and writes a
-checkpoint after every epoch and when training is asked to stop.
+:class:`TrainingRun` holds everything a checkpoint must restore (the current phase's trainer,
+the history, the best epoch and its weights) and hands it to ``save`` after every epoch and
+when training is asked to stop (:mod:`mfrec.train.search` writes the checkpoint).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
-from mfrec.train.checkpoint import save_checkpoint
-from mfrec.train.loop import Trainer
 from mfrec.train.metric_lines import LINE_ORDER, format_line
 from mfrec.train.metrics import evaluate, evaluate_popularity
 from mfrec.train.progress import ProgressBar
+from mfrec.train.trainers import make_trainer
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +22,14 @@ logger = logging.getLogger(__name__)
 class TrainingRun:
     """The state of one training run across its phases, checkpointed after every epoch."""
 
-    def __init__(self, data, fit, holdout, config, device, out, should_stop) -> None:
+    def __init__(self, data, fit, holdout, config, device, out, should_stop, save=None) -> None:
         self.data, self.fit, self.holdout = data, fit, holdout
         self.config, self.device, self.out, self.should_stop = config, device, out, should_stop
-        self.fingerprint: dict = {}
-        self.checkpoint_dir = None
+        self.save = save  # called with state_dict() after every epoch and on a stop
+        self.label = None  # "model=<name>" in the metric lines when several models are fitted
         self.phase = "fit"
         self.fit_done = False
-        self.trainer = Trainer(fit, config, device, horizon_epochs=config.num_epochs)
+        self.trainer = make_trainer(fit, config, device, horizon_epochs=config.num_epochs)
         self.history: list[dict] = []
         self.best_epoch: int | None = None
         self.best_ndcg = float("-inf")
@@ -51,18 +51,21 @@ class TrainingRun:
     def train(self, refit: bool) -> bool:
         """Run the remaining phases; True when interrupted by ``should_stop``."""
         if self.phase == "fit":
-            if self._fit():
+            if self.fit_phase():
                 return True
             if refit and self.best_epoch is not None:
                 self.phase = "refit"
-                self.trainer = Trainer(
+                self.trainer = None  # free the fit's data, model and optimizer state first
+                gc.collect()
+                self.trainer = make_trainer(
                     self.data, self.config, self.device, horizon_epochs=self.config.num_epochs
                 )
         if self.phase == "refit":
             return self._epochs(self.best_epoch, evaluate_each=False)
         return False
 
-    def _fit(self) -> bool:
+    def fit_phase(self) -> bool:
+        """Fit with validation and early stopping (or the rest of it); True when interrupted."""
         if self.fit_done:
             return False
         interrupted = self._epochs(self.config.num_epochs, evaluate_each=self.holdout is not None)
@@ -73,8 +76,11 @@ class TrainingRun:
         trainer, config = self.trainer, self.config
         steps = trainer.steps_per_epoch
         bar = ProgressBar(
-            num_epochs * steps, self.phase, initial=trainer.epoch * steps + trainer.batch
+            num_epochs * steps,
+            f"{self.config.model} {self.phase}",
+            initial=trainer.epoch * steps + trainer.batch,
         )
+        phase_started, validation_seconds, first_epoch = time.perf_counter(), 0.0, trainer.epoch
         try:
             while trainer.epoch < num_epochs and not (self.phase == "fit" and self.fit_done):
                 start = time.perf_counter()
@@ -83,13 +89,18 @@ class TrainingRun:
                     self._checkpoint()
                     return True
                 record = {"epoch": trainer.epoch}
+                if self.label:
+                    record["model"] = self.config.model
                 if self.phase == "refit":
                     record["phase"] = "refit"
                 record["train_loss"] = loss
                 seconds = time.perf_counter() - start
                 last = trainer.epoch == num_epochs
                 if evaluate_each and (trainer.epoch % config.eval_every == 0 or last):
+                    validation = time.perf_counter()
                     record.update(self._validate())
+                    record["eval_seconds"] = time.perf_counter() - validation
+                    validation_seconds += record["eval_seconds"]
                 record["epoch_seconds"] = seconds
                 bar.set_postfix(loss=f"{loss:.4g}")
                 self.history.append(record)
@@ -97,10 +108,23 @@ class TrainingRun:
                 self._checkpoint()
         finally:
             bar.close()
+        logger.info(
+            "%s %s: %d epochs in %.1f s (validation %.1f s)%s",
+            self.config.model,
+            self.phase,
+            trainer.epoch - first_epoch,
+            time.perf_counter() - phase_started,
+            validation_seconds,
+            f"; best VALID NDCG@10 {self.best_ndcg:.4f} at epoch {self.best_epoch}"
+            if self.phase == "fit" and self.best_epoch
+            else "",
+        )
         return False
 
     def _validate(self) -> dict:
-        metrics = evaluate(self.trainer.model, self.fit, self.holdout)
+        metrics = evaluate(
+            self.trainer.model, self.fit, self.holdout, progress=f"validating {self.config.model}"
+        )
         if metrics["ndcg@10"] > self.best_ndcg:
             self.best_ndcg, self.best_epoch = metrics["ndcg@10"], self.trainer.epoch
             self.best_metrics = metrics
@@ -117,31 +141,32 @@ class TrainingRun:
         return values
 
     def _checkpoint(self) -> None:
-        if self.checkpoint_dir is None:
-            return
-        state = {
-            "fingerprint": self.fingerprint,
+        if self.save is not None:
+            self.save(self.state_dict())
+
+    def state_dict(self) -> dict:
+        return {
             "phase": self.phase,
             "fit_done": self.fit_done,
             "trainer": self.trainer.state_dict(),
-            "history": self.history,
+            "history": list(self.history),
             "best_epoch": self.best_epoch,
             "best_ndcg": self.best_ndcg,
-            "best_metrics": self.best_metrics,
+            "best_metrics": dict(self.best_metrics),
             "best_state": self.best_state,
             "evals_since_best": self.evals_since_best,
         }
-        save_checkpoint(self.checkpoint_dir, state)
 
     def resume(self, state: dict | None) -> None:
         if state is None:
             return
         self.phase, self.fit_done = state["phase"], state["fit_done"]
         if self.phase == "refit":
-            self.trainer = Trainer(
+            self.trainer = make_trainer(
                 self.data, self.config, self.device, horizon_epochs=self.config.num_epochs
             )
-        self.trainer.load_state_dict(state["trainer"])
+        if "trainer" in state:  # absent from a finished fit's summary
+            self.trainer.load_state_dict(state["trainer"])
         self.history = list(state["history"])
         self.best_epoch, self.best_ndcg = state["best_epoch"], state["best_ndcg"]
         self.best_metrics = dict(state["best_metrics"])
@@ -149,12 +174,14 @@ class TrainingRun:
         if self.best_state is not None:
             self.best_state = {k: v.to(self.device) for k, v in self.best_state.items()}
         self.evals_since_best = state["evals_since_best"]
-        logger.info(
-            "resumed: phase %s, epoch %d, batch %d",
-            self.phase,
-            self.trainer.epoch,
-            self.trainer.batch,
-        )
+        if "trainer" in state:
+            logger.info(
+                "resumed: %s, phase %s, epoch %d, batch %d",
+                self.config.model,
+                self.phase,
+                self.trainer.epoch,
+                self.trainer.batch,
+            )
 
     def final_arrays(self) -> dict:
         """The weights to serve: the refit model, else the best validated one, else the last."""
@@ -173,4 +200,5 @@ class TrainingRun:
             values["train_loss"] = self.history[-1]["train_loss"]
         values["epochs_trained"] = metrics["epochs_trained"]
         values["refit"] = str(metrics["refit"]).lower()
+        values["model"] = self.config.model
         print(format_line(values, prefix="final: "), file=self.out, flush=True)

@@ -4,9 +4,11 @@
 
 1. Validation data: ``valid`` when given (re-indexed onto the training id maps), otherwise the
    last ``validation_fraction`` of each user's interactions (the seed protocol's hold-out).
-2. Fit: up to ``num_epochs`` epochs, validation NDCG@10 after every ``eval_every`` epochs,
+2. ``auto`` values resolved by probes on the validation data; with ``model=auto`` both models
+   are fitted and the better one kept (:mod:`mfrec.train.search`, :mod:`mfrec.train.auto`).
+3. Fit: up to ``num_epochs`` epochs, validation NDCG@10 after every ``eval_every`` epochs,
    stopping after ``early_stopping_patience`` evaluations without improvement.
-3. Refit (automatic hold-out and ``refit=True`` only): retrain from scratch on *all* the data
+4. Refit (automatic hold-out and ``refit=True`` only): retrain from scratch on *all* the data
    for the best number of epochs, so the served model also knows each user's newest
    interactions. Its validation metrics cannot be measured (it has seen the hold-out); the
    reported ones are those of the best fit epoch. With ``refit=False``, or with a ``valid``
@@ -28,13 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mfrec.train.artifact import ModelArtifact
-from mfrec.train.auto import choose_recency
 from mfrec.train.checkpoint import fingerprint, load_latest
 from mfrec.train.config import TrainConfig
 from mfrec.train.device import resolve_device
 from mfrec.train.errors import DataValidationError
 from mfrec.train.interactions import Interactions
-from mfrec.train.phases import TrainingRun
+from mfrec.train.search import ModelSearch
 from mfrec.train.split import align_to, temporal_split
 
 logger = logging.getLogger(__name__)
@@ -45,12 +46,13 @@ class TrainResult:
     """What :func:`train_model` produced.
 
     ``artifact`` is the model to save (when ``interrupted``, the best model so far: usable,
-    not final); ``history`` has one dict per trained epoch; ``metrics`` holds the validation
-    metrics of mfrec and of the popularity baseline (``{"mfrec": {...}, "popularity": {...},
-    "best_epoch": int | None, ...}``; empty metric dicts without validation data).
+    not final; None when training stopped before any model was fitted); ``history`` has one
+    dict per trained epoch; ``metrics`` holds the validation metrics of mfrec and of the
+    popularity baseline (``{"mfrec": {...}, "popularity": {...}, "best_epoch": int | None,
+    "model": "sgd" | "ials", ...}``; empty metric dicts without validation data).
     """
 
-    artifact: ModelArtifact
+    artifact: ModelArtifact | None
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     interrupted: bool = False
@@ -105,12 +107,14 @@ def train_model(
     device = resolve_device(config.device)
     logger.info("training config: %s", json.dumps(config.to_dict(), sort_keys=True))
     fit, holdout, source, dropped = _validation_data(data, valid, config)
-    config, recency = choose_recency(fit, holdout, config, device, should_stop)
-    run = TrainingRun(data, fit, holdout, config, device, out, should_stop)
-    run.fingerprint = fingerprint(data, valid, config, device)
-    run.checkpoint_dir = checkpoint_dir
-    run.resume(load_latest(checkpoint_dir, run.fingerprint))
-    interrupted = run.train(refit=source == "holdout" and config.refit)
+    search = ModelSearch(data, fit, holdout, config, device, out, should_stop)
+    search.fingerprint = fingerprint(data, valid, config, device)
+    search.checkpoint_dir = checkpoint_dir
+    search.resume(load_latest(checkpoint_dir, search.fingerprint))
+    interrupted = search.train(refit=source == "holdout" and config.refit)
+    run = search.run
+    if run is None:  # stopped during the probes: nothing trained yet
+        return TrainResult(None, [], {"validation": source}, interrupted=True)
     metrics = {
         "mfrec": run.best_metrics,
         "popularity": run.pop_metrics,
@@ -118,11 +122,12 @@ def train_model(
         "epochs_trained": run.final_epochs,
         "validation": source,
         "refit": run.refitted,
+        **search.metrics(),
         **({"validation_dropped": dropped} if dropped else {}),
-        **({"recency_probe": recency} if recency else {}),
     }
     if not interrupted:
         run.print_final(metrics)
+    config = run.config
     artifact = ModelArtifact(
         **run.final_arrays(),
         user_ids=data.user_ids,
@@ -134,7 +139,7 @@ def train_model(
         metrics=metrics,
         extra=dict(extras or {}),
     )
-    return TrainResult(artifact, run.history, metrics, interrupted)
+    return TrainResult(artifact, search.history, metrics, interrupted)
 
 
 def _validation_data(data, valid, config):

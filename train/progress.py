@@ -11,18 +11,16 @@ class ProgressBar:
     """A tqdm bar over batches on stderr, only when stderr is a TTY; otherwise it does nothing
     (SageMaker's logs would fill with carriage returns)."""
 
-    def __init__(self, total: int, description: str, initial: int = 0) -> None:
+    def __init__(self, total: int, description: str, initial: int = 0, unit="batch") -> None:
         self._bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(
-                total=total, initial=initial, desc=description, unit="batch", leave=False
-            )
+            self._bar = tqdm(total=total, initial=initial, desc=description, unit=unit, leave=False)
 
-    def update(self) -> None:
+    def update(self, count: int = 1) -> None:
         if self._bar is not None:
-            self._bar.update(1)
+            self._bar.update(count)
 
     def set_postfix(self, **values) -> None:
         if self._bar is not None:

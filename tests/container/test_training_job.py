@@ -82,10 +82,17 @@ def test_empty_hyperparameters_train_with_defaults(tmp_path):
     base = make_layout(tmp_path, hyperparameters={}, channels={"training": random_csv()})
     assert training_job.run_sagemaker_job(base) == 0
     artifact = load(base / "model")
-    # The defaults, with recency_min_weight=auto resolved by its probe on the hold-out.
-    probe = artifact.metrics["recency_probe"]
-    assert probe["chosen"] in (0.0, 1.0) and set(probe["probe_ndcg@10"]) == {"0", "1"}
-    assert artifact.config == {**TrainConfig().to_dict(), "recency_min_weight": probe["chosen"]}
+    # The defaults, every auto resolved by the search on the hold-out: both models were fitted.
+    metrics = artifact.metrics
+    assert set(metrics["model_search"]) == {"ials", "sgd"} and metrics["probes"]
+    assert artifact.config["model"] == metrics["model"] in ("ials", "sgd")
+    auto = {k for k, v in TrainConfig().to_dict().items() if v == "auto" and k != "device"}
+    assert auto == {"model", "recency_min_weight", "unobserved_weight", "regularization"}
+    resolved = {key: value for key, value in artifact.config.items() if key not in auto}
+    assert resolved == {k: v for k, v in TrainConfig().to_dict().items() if k not in auto}
+    assert isinstance(artifact.config["recency_min_weight"], float)
+    if metrics["model"] == "ials":
+        assert isinstance(artifact.config["regularization"], float)
     assert artifact.num_users == 50 and artifact.num_items == 40
     outputs = sorted(p.name for p in (base / "output" / "data").iterdir())
     assert outputs == ["data_report.json", "metrics.json", "training_curve.png"]

@@ -30,6 +30,7 @@ def small_data(seed=0) -> Interactions:
 def trained():
     data = small_data()
     config = TrainConfig(
+        model="sgd",
         embedding_dim=6,
         num_epochs=3,
         batch_size=64,
@@ -100,7 +101,8 @@ def test_artifact_holds_what_serving_needs(trained):
     indptr, indices = data.to_csr()
     np.testing.assert_array_equal(artifact.seen_indptr, indptr)
     np.testing.assert_array_equal(artifact.seen_indices, indices)
-    chosen = artifact.metrics["recency_probe"]["chosen"]  # recency_min_weight=auto, resolved
+    chosen = artifact.config["recency_min_weight"]  # recency_min_weight=auto, resolved
+    assert chosen in (0.0, 1.0) and artifact.metrics["probes"]
     assert artifact.config == {**config.to_dict(), "recency_min_weight": chosen}
     assert artifact.metrics["mfrec"]["ndcg@10"] == result.metrics["mfrec"]["ndcg@10"]
     assert artifact.user_embeddings.dtype == np.float32 and artifact.embedding_dim == 6
