@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 # An epoch whose mean loss exceeds this multiple of an untrained model's loss (all scores 0)
 # has diverged: every loss here starts near its zero-score value and should only go down.
 DIVERGENCE_FACTOR = 10.0
+# Peak learning rate of each cosine restart past the horizon, relative to the previous cycle's.
+RESTART_DECAY = 0.5
 
 
 class Trainer:
@@ -90,15 +92,25 @@ class Trainer:
         self._shuffle_state = self.shuffle_generator.get_state()
 
     def learning_rate(self, step: int) -> float:
-        """Linear warm-up over ``warmup_epochs``, then constant or cosine decay to 0."""
+        """Linear warm-up over ``warmup_epochs``, then constant or cosine decay to 0 over the
+        horizon. Past the horizon (a fit that :mod:`mfrec.train.phases` extends because VALID
+        still improves) cosine restarts: cycle ``c`` of ``horizon_epochs`` epochs decays from
+        ``learning_rate * RESTART_DECAY ** c``. The rate depends on the step alone, so a refit
+        replays the fit's rates exactly."""
         config = self.config
         warmup = config.warmup_epochs * self.steps_per_epoch
         if step < warmup:
             return config.learning_rate * (step + 1) / warmup
-        if config.lr_schedule == "cosine":
+        if config.lr_schedule != "cosine":
+            return config.learning_rate
+        if step >= self.total_steps:  # a restart cycle
+            cycle, within = divmod(step - self.total_steps, self.total_steps)
+            progress = within / self.total_steps
+            peak = config.learning_rate * RESTART_DECAY ** (cycle + 1)
+        else:
             progress = (step - warmup) / max(1, self.total_steps - warmup)
-            return config.learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-        return config.learning_rate
+            peak = config.learning_rate
+        return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def run_epoch(self, should_stop: Callable[[], bool] = lambda: False, on_batch=None):
         """Train one epoch (or the rest of an interrupted one).

@@ -1,9 +1,10 @@
 """The metric lines a training job prints, and the SageMaker regexes that read them back.
 
 Every epoch prints one flushed line of ``name=value;`` pairs, e.g. ``epoch=3; train_loss=4.1230;
-val_ndcg@10=0.071200; ...; pop_ndcg@10=0.063900; eval_seconds=0.21; epoch_seconds=1.23;`` (refit epochs carry
-``phase=refit;`` and no validation values), then a final line ``final: val_ndcg@10=...; ...;
-best_epoch=12; epochs_trained=12;``. :data:`METRIC_DEFINITIONS` parses them.
+val_ndcg@10=0.071200; ...; pop_ndcg@10=0.063900; eval_seconds=0.21; epoch_seconds=1.23;``
+(refit epochs carry ``phase=refit;`` and no validation values), then a final line
+``final: val_ndcg@10=...; ...; best_epoch=12; epochs_trained=12;``.
+:data:`METRIC_DEFINITIONS` parses them.
 
 This module imports nothing heavy (no torch), so the CLI and :mod:`mfrec.sagemaker` can read
 the regexes cheaply.

@@ -18,6 +18,10 @@ from mfrec.train.trainers import make_trainer
 
 logger = logging.getLogger(__name__)
 
+# A fit whose validation score still improves at ``num_epochs`` goes on, by ``num_epochs`` at a
+# time, up to this many times ``num_epochs`` in all.
+MAX_EXTENSIONS = 4
+
 
 class TrainingRun:
     """The state of one training run across its phases, checkpointed after every epoch."""
@@ -29,6 +33,7 @@ class TrainingRun:
         self.label = None  # "model=<name>" in the metric lines when several models are fitted
         self.phase = "fit"
         self.fit_done = False
+        self.epoch_limit = config.num_epochs  # raised while VALID improves (fit_phase)
         self.trainer = make_trainer(fit, config, device, horizon_epochs=config.num_epochs)
         self.history: list[dict] = []
         self.best_epoch: int | None = None
@@ -66,11 +71,31 @@ class TrainingRun:
 
     def fit_phase(self) -> bool:
         """Fit with validation and early stopping (or the rest of it); True when interrupted."""
-        if self.fit_done:
-            return False
-        interrupted = self._epochs(self.config.num_epochs, evaluate_each=self.holdout is not None)
-        self.fit_done = not interrupted
-        return interrupted
+        while not self.fit_done:
+            if self._epochs(self.epoch_limit, evaluate_each=self.holdout is not None):
+                return True
+            if self.fit_done or not self._still_improving():
+                self.fit_done = True
+            else:  # no cap while VALID improves: early stopping decides
+                self.epoch_limit += self.config.num_epochs
+                logger.info(
+                    "%s: VALID NDCG@10 improved in epoch %d, within the early-stopping "
+                    "patience; training on to epoch %d (a cosine restart at a lower rate)",
+                    self.config.model,
+                    self.best_epoch,
+                    self.epoch_limit,
+                )
+        return False
+
+    def _still_improving(self) -> bool:
+        """Early stopping has not fired by the limit (VALID NDCG@10 improved within the last
+        ``early_stopping_patience`` evaluations), and the extension limit is not reached."""
+        return (
+            self.holdout is not None
+            and self.config.early_stopping_patience > 0
+            and self.best_epoch is not None
+            and self.epoch_limit < MAX_EXTENSIONS * self.config.num_epochs
+        )
 
     def _epochs(self, num_epochs: int, evaluate_each: bool) -> bool:
         trainer, config = self.trainer, self.config
@@ -148,6 +173,7 @@ class TrainingRun:
         return {
             "phase": self.phase,
             "fit_done": self.fit_done,
+            "epoch_limit": self.epoch_limit,
             "trainer": self.trainer.state_dict(),
             "history": list(self.history),
             "best_epoch": self.best_epoch,
@@ -161,6 +187,7 @@ class TrainingRun:
         if state is None:
             return
         self.phase, self.fit_done = state["phase"], state["fit_done"]
+        self.epoch_limit = state["epoch_limit"]
         if self.phase == "refit":
             self.trainer = make_trainer(
                 self.data, self.config, self.device, horizon_epochs=self.config.num_epochs

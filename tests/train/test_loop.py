@@ -88,6 +88,11 @@ def test_learning_rate_schedule():
     assert rates[:3] == pytest.approx([0.1 / 3, 0.2 / 3, 0.1])  # linear warm-up
     assert rates[3] == pytest.approx(0.1) and rates[-1] < 0.01  # cosine decay towards 0
     assert all(a >= b for a, b in zip(rates[3:], rates[4:], strict=False))
+    # Past the horizon (a fit extended while VALID improves): cosine restarts at half the peak.
+    restart = [trainer.learning_rate(step) for step in range(12, 24)]
+    assert restart[0] == pytest.approx(0.05) and restart[-1] < 0.005
+    assert all(a >= b for a, b in zip(restart, restart[1:], strict=False))
+    assert trainer.learning_rate(24) == pytest.approx(0.025)
     constant = TrainConfig(learning_rate=0.1, lr_schedule="constant")
     constant = Trainer(small_data(), constant, CPU, horizon_epochs=4)
     assert {constant.learning_rate(step) for step in range(12)} == {0.1}

@@ -17,6 +17,7 @@ from mfrec.train.interactions import Interactions
 from mfrec.train.metric_lines import METRIC_DEFINITIONS, METRIC_NAMES
 from mfrec.train.metrics import evaluate
 from mfrec.train.model import MatrixFactorization
+from mfrec.train.phases import MAX_EXTENSIONS
 from mfrec.train.pipeline import train_model
 from mfrec.train.plot import plot_history
 from mfrec.train.split import align_to, temporal_split
@@ -122,6 +123,20 @@ def test_early_stopping_after_patience_evaluations_without_improvement():
     assert fit_epochs == [1, 2, 3] and result.metrics["best_epoch"] == 1
 
 
+def test_no_epoch_cap_while_validation_improves_within_the_patience():
+    # Early stopping never fires with this patience, so the fit goes on past num_epochs, by
+    # num_epochs at a time, up to MAX_EXTENSIONS times num_epochs.
+    config = TrainConfig(**{**CONFIG.__dict__, "num_epochs": 2, "early_stopping_patience": 50})
+    result, _ = run(config)
+    fit_epochs = [row["epoch"] for row in result.history if row.get("phase") != "refit"]
+    assert fit_epochs == list(range(1, MAX_EXTENSIONS * 2 + 1))
+    refit_epochs = [row["epoch"] for row in result.history if row.get("phase") == "refit"]
+    assert refit_epochs == list(range(1, result.metrics["best_epoch"] + 1))
+    # Without early stopping (patience 0) num_epochs is the count, as before.
+    plain, _ = run(TrainConfig(**{**config.__dict__, "early_stopping_patience": 0}))
+    assert [row["epoch"] for row in plain.history if row.get("phase") != "refit"] == [1, 2]
+
+
 def test_validation_set_is_aligned_and_used_without_refit():
     data = small_data()
     valid = Interactions.from_ids(
@@ -179,7 +194,9 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(reference, tmp_path, c
     total = 4 * fit_steps + expected.metrics["best_epoch"] * refit_steps
     assert calls["n"] == total - stop_after  # it continued rather than starting over
     assert torch.equal(scores(resumed.artifact), scores(expected.artifact))
-    strip = [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in resumed.history]
+    strip = [
+        {k: v for k, v in row.items() if not k.endswith("_seconds")} for row in resumed.history
+    ]
     assert strip == [
         {k: v for k, v in row.items() if not k.endswith("_seconds")} for row in expected.history
     ]
