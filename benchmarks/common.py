@@ -185,6 +185,21 @@ def write_results(
     return json_path, md_path
 
 
+def write_and_print(
+    header: dict,
+    tables: list[Table],
+    results: dict,
+    notes: list[str],
+    out_dir: str | os.PathLike | None = None,
+) -> int:
+    """:func:`write_results`, then print the Markdown and both file names; returns 0, the
+    benchmark scripts' exit code."""
+    json_path, md_path = write_results(header, tables, results, notes, out_dir)
+    print(md_path.read_text())
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
 def _json_default(value):
     if isinstance(value, np.generic):
         return value.item()

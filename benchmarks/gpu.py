@@ -283,12 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         "achieved GB/s = estimated bytes per step (benchmarks.gpu.bytes_per_step) × steps / epoch "
         "seconds; copy GB/s = (read + write) bytes of a device-to-device copy per second",
     ]
-    json_path, md_path = common.write_results(
+    return common.write_and_print(
         header, tables(results, args), {"datasets": results}, notes, args.out_dir
     )
-    print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
-    return 0
 
 
 if __name__ == "__main__":

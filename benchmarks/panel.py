@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         else "no cached peer results used",
         f"panel wall time {seconds:,.0f} s; {args.threads} threads; the machine may be shared",
     ]
-    json_path, md_path = common.write_results(
+    return common.write_and_print(
         header,
         [panel_table(members, summary, args.variant), shape_table(members)]
         + [member_table(name, s, args.variant) for name, s in members.items()],
@@ -444,9 +444,6 @@ def main(argv: list[str] | None = None) -> int:
         notes,
         args.out_dir,
     )
-    print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -360,16 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if overrides:
         notes.append(f"mfrec runs forced: {overrides}")
-    json_path, md_path = common.write_results(
+    return common.write_and_print(
         header,
         tables(results, args.budget),
         {"datasets": results, "budget": args.budget},
         notes,
         args.out_dir,
     )
-    print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -647,12 +647,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.mfrec_set:
         notes.append(f"mfrec hyperparameters set for this run: {', '.join(args.mfrec_set)}")
-    json_path, md_path = common.write_results(
+    return common.write_and_print(
         header, tables(results, args), {"datasets": results}, notes, args.out_dir
     )
-    print(md_path.read_text())
-    print(f"wrote {json_path} and {md_path}")
-    return 0
 
 
 if __name__ == "__main__":
