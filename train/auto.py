@@ -13,7 +13,8 @@
   (:data:`SGD_PROBE_EPOCHS` epochs, weighting 0 and 1); iALS's inside its own search.
 - ``unobserved_weight`` and ``regularization`` (iALS) are chosen by a coordinate search:
   start at the defaults, try the recency weighting, then move the regularisation and the
-  unobserved weight by factors of :data:`STEP` while VALID improves. An iALS probe is cheap: at
+  unobserved weight by factors of :data:`STEP` while VALID improves, and once more
+  (:data:`SEARCH_ROUNDS`) if that moved them: the best λ depends on α0. An iALS probe is cheap: at
   most :data:`IALS_PROBE_ITERATIONS` iterations, each scored.
 
 Probes train on at most :data:`PROBE_USERS` validation users' fit interactions (seeded), so
@@ -51,6 +52,7 @@ SGD_PROBE_EPOCHS = 5
 IALS_PROBE_ITERATIONS = 10
 STEP = 3.0
 MAX_STEPS = 3  # moves per direction of the coordinate search
+SEARCH_ROUNDS = 2
 PROBE_USERS = 5_000
 
 
@@ -171,9 +173,13 @@ class _Prober:
             other = dataclasses.replace(best, recency_min_weight=CANDIDATES[1])
             if (score := self.score(other, IALS_PROBE_ITERATIONS)) > best_score:
                 best, best_score = other, score
-        for name in ("regularization", "unobserved_weight"):
-            if getattr(config, name) is None:
+        names = [n for n in ("regularization", "unobserved_weight") if getattr(config, n) is None]
+        for _ in range(SEARCH_ROUNDS):  # again while a round moved: the two interact
+            start = best
+            for name in names:
                 best, best_score = self._line_search(best, best_score, name)
+            if best == start:
+                break
         return best
 
     def _line_search(self, best, best_score, name):

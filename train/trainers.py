@@ -19,9 +19,10 @@ from mfrec.train.interactions import Interactions
 from mfrec.train.loop import Trainer
 from mfrec.train.recency import training_weights
 
-# iALS's unobserved weight and regularisation when neither the user nor a probe chose them:
-# the centre of the probe's search, measured on the robustness panel (benchmarks/NOTES.md).
-DEFAULT_UNOBSERVED_WEIGHT = 0.3
+# iALS's unobserved weight and regularisation when neither the user nor a probe chose them, and
+# the start of the probes' search: the most robust pair of a grid at d = 128 over three data
+# sets (mfrec.train.ials's docstring), inside the ranges Rendle et al. tuned.
+DEFAULT_UNOBSERVED_WEIGHT = 0.03
 DEFAULT_REGULARIZATION = 0.01
 
 
