@@ -297,3 +297,51 @@ def test_panel_rejects_unknown_members_and_settings(panel, capsys):
     with pytest.raises(SystemExit):
         panel.main(["--mfrec-set", "embedding_size=8"])
     assert "--mfrec-set" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# T: a user's time to a model, one iALS iteration against implicit's
+
+
+@pytest.fixture(scope="module")
+def speed_process(bench):
+    return importlib.import_module("benchmarks.speed_process")
+
+
+def test_speed_process_user_part_times_both_processes(speed_process, tmp_path):
+    if not HAS_IMPLICIT:
+        pytest.skip("implicit is not installed")
+    argv = ["--part", "user", "--sizes", "3k", "--repeats", "1", "--als-iterations", "2"]
+    argv += ["--mfrec-set", "model=ials", "--mfrec-set", "num_epochs=2"]
+    argv += ["--work-dir", str(tmp_path / "work"), "--out-dir", str(tmp_path)]
+    assert speed_process.main(argv) == 0
+    (json_path,) = tmp_path.glob("speed_process-user-*.json")
+    payload = json.loads(json_path.read_text())
+    found = payload["results"]["datasets"]["3k"]
+    (mfrec,), (als,) = found["mfrec"], found["als"]
+    assert mfrec["model"] == "ials" and mfrec["probes"]["ials"] >= 1
+    assert mfrec["wall_seconds"] > mfrec["probe_seconds"]["ials"] > 0
+    assert als["interactions"] == 3000 and als["fit_seconds"] > 0
+    assert min(mfrec["peak_rss_mib"], als["peak_rss_mib"]) > 50  # each child's own, in MiB
+    assert found["mfrec_over_als"] == pytest.approx(mfrec["wall_seconds"] / als["wall_seconds"])
+    assert payload["results"]["load_average"]["samples"] >= 2
+    assert (tmp_path / "work" / "3k" / "model-1" / "model.json").is_file()
+    assert "| 3k |" in next(tmp_path.glob("speed_process-user-*.md")).read_text()
+
+
+def test_speed_process_iteration_part_times_each_system(speed_process, tmp_path):
+    if not HAS_IMPLICIT:
+        pytest.skip("implicit is not installed")
+    argv = ["--part", "iteration", "--sizes", "4k", "--iterations", "2", "--threads", "1"]
+    argv += ["--in-process", "--synth-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path)]
+    assert speed_process.main(argv) == 0
+    (json_path,) = tmp_path.glob("speed_process-iteration-*.json")
+    systems = json.loads(json_path.read_text())["results"]["datasets"]["4k"]["systems"]
+    assert set(systems) == set(speed_process.ITERATION_SYSTEMS)
+    for summary in systems.values():
+        assert len(summary["iteration_seconds"]) == 2 and summary["median_seconds"] > 0
+        assert summary["interactions"] == 4000
+    assert systems["ials"]["over_implicit"] == pytest.approx(
+        systems["ials"]["median_seconds"] / systems["implicit"]["median_seconds"]
+    )
+    assert systems["ials"]["losses"][1] < systems["ials"]["losses"][0]
