@@ -20,10 +20,10 @@ from mfrec.train.loop import Trainer
 from mfrec.train.recency import training_weights
 
 # iALS's unobserved weight and regularisation when neither the user nor a probe chose them, and
-# the start of the probes' search: the most robust pair of a grid at d = 128 over three data
-# sets (mfrec.train.ials's docstring), inside the ranges Rendle et al. tuned.
-DEFAULT_UNOBSERVED_WEIGHT = 0.03
-DEFAULT_REGULARIZATION = 0.01
+# the start of the probes' search: IALSParams' defaults, the most robust pair of a grid at
+# d = 128 over three data sets (mfrec.train.ials's docstring).
+DEFAULT_UNOBSERVED_WEIGHT = IALSParams.alpha0
+DEFAULT_REGULARIZATION = IALSParams.regularization
 
 
 def ials_params(config: TrainConfig) -> IALSParams:
