@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mfrec.serve.filters import FilterEvaluationError, item_masks
 from mfrec.serve.requests import Filters
 from mfrec.train.artifact import ATTRIBUTE_PREFIX, TRENDING, ModelArtifact
 
@@ -38,6 +39,9 @@ class Catalog:
             if name.startswith(ATTRIBUTE_PREFIX)
         }
         self._attribute_index: dict[str, dict[str, np.ndarray]] = {}
+        self._numeric: dict[str, np.ndarray] = {}
+        self._user_ids, self._user_order = artifact.user_ids, None
+        self._seen = artifact.seen_indptr, artifact.seen_indices
 
     def indices(self, item_ids) -> tuple[np.ndarray, list[str]]:
         """Indices of the known ids (in order) and the unknown ids."""
@@ -81,12 +85,54 @@ class Catalog:
         banned = [self.indices(filters.exclude_items)[0]]
         banned += [self._matching(name, values) for name, values in filters.exclude_attributes]
         allowed = None
+        if filters.expression is not None:  # Personalize's filter language (mfrec.serve.filters)
+            try:
+                expression_banned, allowed = item_masks(filters.expression, self)
+            except FilterEvaluationError as exc:
+                raise FilterError(str(exc)) from None
+            banned.append(expression_banned)
         if filters.include_items is not None:
-            allowed = np.unique(self.indices(filters.include_items)[0])
+            listed = np.unique(self.indices(filters.include_items)[0])
+            allowed = listed if allowed is None else np.intersect1d(allowed, listed)
         for name, values in filters.include_attributes:
             matching = self._matching(name, values)
             allowed = matching if allowed is None else np.intersect1d(allowed, matching)
         return np.concatenate(banned), allowed
+
+    # -- what Personalize's filter expressions read (mfrec.serve.filters.ItemTable) ----------
+
+    def attribute_names(self) -> list[str]:
+        return list(self._attribute_values)
+
+    def matching(self, name: str, values: tuple[str, ...]) -> np.ndarray:
+        """Indices of the items whose attribute ``name`` has one of ``values``."""
+        return self._matching(name, values)
+
+    def numeric(self, name: str) -> np.ndarray:
+        """Attribute ``name`` as float64, NaN where a value is not one number; cached."""
+        if name not in self._numeric:
+            values = self._attribute_values[name]
+            numbers = np.full(len(values), np.nan)
+            for idx, text in enumerate(values.tolist()):
+                try:
+                    numbers[idx] = float(text)
+                except ValueError:
+                    pass
+            self._numeric[name] = numbers
+        return self._numeric[name]
+
+    def seen_items(self, user_id: str | None) -> np.ndarray:
+        """The training items of a user (empty for an unknown one); the sorted user ids are
+        built on first use."""
+        if self._user_order is None:
+            self._user_order = np.argsort(self._user_ids, kind="stable")
+        order, ids = self._user_order, self._user_ids
+        position = int(np.searchsorted(ids, str(user_id), sorter=order)) if len(ids) else 0
+        if user_id is None or position >= len(ids) or ids[order[position]] != user_id:
+            return np.empty(0, dtype=np.int64)
+        user_idx = order[position]
+        indptr, indices = self._seen
+        return np.asarray(indices[indptr[user_idx] : indptr[user_idx + 1]], dtype=np.int64)
 
     def _matching(self, name: str, values: tuple[str, ...]) -> np.ndarray:
         """Items whose attribute ``name`` has one of ``values``."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mfrec.serve import personalize
 from mfrec.serve.csvrows import csv_rows
 from mfrec.serve.requests import Recommendation
 
@@ -81,8 +82,13 @@ def _object(record: Record, answer: Recommendation, style: str) -> dict:
     if style == "personalize":  # Amazon Personalize's batch inference output
         if answer.error is not None:
             return {"input": record.raw, "output": None, "error": answer.error}
-        output = {"recommendedItems": answer.item_ids.tolist(), "scores": _scores(answer, None)}
+        scores = _scores(answer, None)
+        if answer.probabilities is not None:  # a Personalize-shaped record: [0, 1] scores
+            scores = personalize.scores_of(answer)
+        output = {"recommendedItems": answer.item_ids.tolist(), "scores": scores}
         return {"input": record.raw, "output": output, "error": None}
+    if personalize.all_personalize([record]):  # Personalize's real-time response shape
+        return personalize.response_object(record.request, answer)
     request = record.request
     if request is None:
         obj: dict = {"user_id": record.subject}
@@ -107,6 +113,9 @@ def encode_jsonlines(answers: Answers, style: str = "mfrec") -> bytes:
 
 
 def encode_json(answers: Answers, style: str = "mfrec") -> bytes:
-    """``{"predictions": [one object per record]}`` (the SageMaker built-in algorithms' shape)."""
+    """``{"predictions": [one object per record]}`` (the SageMaker built-in algorithms' shape);
+    a body of Personalize-shaped records: Personalize's response object, one line per record."""
+    if style == "mfrec" and personalize.all_personalize([record for record, _ in answers]):
+        return encode_jsonlines(answers, style)
     objects = ",".join(json.dumps(_object(r, a, style)) for r, a in answers)
     return ('{"predictions":[' + objects + "]}").encode("utf-8")

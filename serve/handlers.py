@@ -12,6 +12,7 @@ import torch
 
 from mfrec.serve.catalog import SCORE_DECIMALS
 from mfrec.serve.jobs import Handler, Job, job_masks
+from mfrec.serve.probabilities import calibrated
 from mfrec.serve.requests import SIMILARITIES, Recommendation, Request
 from mfrec.serve.scoring import CoOccurrence, csr_pairs, top_k_masked
 from mfrec.train.artifact import TRENDING
@@ -158,12 +159,16 @@ class ListHandler(Handler):
         return Recommendation(catalog.item_ids[idx], counts)
 
 
-#: The handler of each request type (keys: :data:`~mfrec.serve.requests.REQUEST_TYPES`).
+#: The handler of each request type (keys: :data:`~mfrec.serve.requests.REQUEST_TYPES`);
+#: Personalize-shaped requests also get [0, 1] scores (:mod:`mfrec.serve.probabilities`).
 HANDLERS: dict[str, type[Handler]] = {
-    "user": UserHandler,
-    "history": HistoryHandler,
-    "similar_items": SimilarItemsHandler,
-    "rank": RankHandler,
-    "popular": ListHandler,
-    "trending": ListHandler,
+    name: calibrated(handler)
+    for name, handler in {
+        "user": UserHandler,
+        "history": HistoryHandler,
+        "similar_items": SimilarItemsHandler,
+        "rank": RankHandler,
+        "popular": ListHandler,
+        "trending": ListHandler,
+    }.items()
 }

@@ -21,10 +21,11 @@ fewer items, never an error.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from mfrec.serve.filters import BoundFilter
 from mfrec.train.config import parse_bool
 
 REQUEST_TYPES = ("user", "history", "similar_items", "rank", "popular", "trending")
@@ -44,16 +45,20 @@ class Filters:
     include_attributes : only items whose attribute has one of the values, e.g.
         ``(("genre", ("Comedy",)),)``; needs item metadata in the model (``item_attribute.*``)
     exclude_attributes : items whose attribute has one of the values are not returned
+    expression : a Personalize filter expression with its values (``filterExpression`` or
+        ``filterArn`` and ``filterValues``; :mod:`mfrec.serve.filters`)
     """
 
     exclude_items: tuple[str, ...] = ()
     include_items: tuple[str, ...] | None = None
     include_attributes: AttributeFilter = ()
     exclude_attributes: AttributeFilter = ()
+    expression: BoundFilter | None = None
 
     def __bool__(self) -> bool:
         return bool(
-            self.exclude_items
+            self.expression is not None
+            or self.exclude_items
             or self.include_items is not None
             or self.include_attributes
             or self.exclude_attributes
@@ -69,6 +74,8 @@ class Request:
 
     ``user_id`` on a ``similar_items`` or ``popular`` request only serves ``exclude_seen``;
     ``history`` lists item ids the user interacted with after training (newest last).
+    ``personalize``: the record used Amazon Personalize's field names; it is answered in
+    Personalize's shape with scores in [0, 1] (:mod:`mfrec.serve.personalize`).
     """
 
     type: str = "user"
@@ -80,6 +87,7 @@ class Request:
     exclude_seen: bool | None = None
     similarity: str | None = None
     filters: Filters = NO_FILTERS
+    personalize: bool = field(default=False, compare=False)  # how to answer, not what
 
     @classmethod
     def from_fields(cls, type: str | None = None, **fields) -> Request:  # noqa: A002
@@ -124,12 +132,19 @@ class Recommendation:
         Set when the answer is not what was asked (a popularity fallback, unknown items).
     error : str or None
         Set when the request could not be answered; ``item_ids`` is then empty.
+    probabilities : ndarray of float64, shape (n,), or None
+        Scores in [0, 1] for Personalize-shaped requests (:mod:`mfrec.serve.probabilities`).
+    basis : str
+        What the scores measure: ``"model"``, or ``"popularity"`` for popularity lists and the
+        fallback for users and items the model does not know.
     """
 
     item_ids: np.ndarray
     scores: np.ndarray
     note: str | None = None
     error: str | None = None
+    probabilities: np.ndarray | None = None
+    basis: str = "model"
 
     def __iter__(self):
         return iter((self.item_ids, self.scores))
@@ -248,6 +263,11 @@ def request_from_fields(obj: dict) -> Request:
     RecordError
         A field is unknown, given twice (under two spellings), or has a bad value.
     """
+    from mfrec.serve import personalize  # it imports this module
+
+    if personalize.is_personalize(obj):
+        return personalize.request_from_personalize(obj)
+    obj, filter_fields = personalize.split_filter_fields(obj)
     fields = {}
     for key, value in obj.items():
         name = FIELD_NAMES.get(key)
@@ -258,4 +278,7 @@ def request_from_fields(obj: dict) -> Request:
         if value is not None:
             fields[name] = _PARSERS[name](value, key)
     filters = {name: fields.pop(name) for name in FILTER_FIELDS if name in fields}
+    if filter_fields:
+        ids = fields.get("user_id"), fields.get("item_id")
+        filters["expression"] = personalize.bound_filter(filter_fields, *ids)
     return Request.from_fields(filters=Filters(**filters) if filters else NO_FILTERS, **fields)
