@@ -129,7 +129,7 @@ def _check_leaf(leaf: Membership | Comparison) -> None:
 def _check_event_type(event_type: str) -> None:
     if event_type != ANY_EVENT:
         raise FilterNotSupported(
-            f"Interactions.EVENT_TYPE IN ({event_type!r}) is not supported by this model: it keeps "
+            f'Interactions.EVENT_TYPE IN ("{event_type}") is not supported by this model: it keeps '
             'which items each user interacted with in training, not their event types; use IN ("*")'
             " for any interaction"
         )
