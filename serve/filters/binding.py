@@ -204,6 +204,8 @@ def bind(
             f"(its parameters: {known})"
         )
     for name, value in values.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values[name] = value = str(value)  # {"MAX": 10}: lenient, Personalize sends "10"
         if not isinstance(value, str):
             raise FilterValueError(f'filterValues {name} must be a string like "\\"Comedy\\""')
     parsed = {name: split_values(value) for name, value in values.items()}

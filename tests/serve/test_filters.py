@@ -128,6 +128,7 @@ PLACEHOLDERS = [
     (where("Items.tag IN ($T)"), {"T": '"say \\"hi\\", ok"'}, {7}),
     (where("Items.price <= $MAX"), {"MAX": "10"}, {0, 1, 5, 7}),
     (where("Items.price <= $MAX"), {"MAX": '"10"'}, {0, 1, 5, 7}),
+    (where("Items.price <= $MAX"), {"MAX": 10}, {0, 1, 5, 7}),  # a JSON number, leniently
     # an EXCLUDE part whose value is missing is dropped; nothing left excludes nothing
     (where("Items.GENRE IN ($GENRE)", "EXCLUDE"), {}, ALL),
     (where("Items.GENRE IN ($GENRE)", "EXCLUDE"), {"GENRE": ""}, ALL),

@@ -13,6 +13,7 @@ import pytest
 from known_answer import NUM_ITEMS, USER_IDS, known_answer
 
 from mfrec.serve.app import create_app
+from mfrec.serve.probabilities import significant
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.settings import ServingSettings
 from mfrec.train.artifact import ATTRIBUTE_PREFIX
@@ -248,3 +249,8 @@ def test_an_unknown_attribute_is_an_error_answer_not_a_500(client):
     response = post(client, record)
     assert response.status_code == 200
     assert "no item attribute 'COLOR' (it has: GENRE)" in response.get_json()["error"]
+
+
+def test_scores_keep_six_significant_digits():
+    got = significant(np.array([0.000123456789, 0.5, 0.0, 1.0, 0.99999949]))
+    assert got.tolist() == [0.000123457, 0.5, 0.0, 1.0, 0.999999]
