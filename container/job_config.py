@@ -72,7 +72,7 @@ def read_job_config(paths: SageMakerPaths) -> JobConfig:
                 "or Parquet: set RecordWrapperType to None"
             )
     resources = _read_json_object(paths.resource_config)
-    hosts = tuple(str(host) for host in resources.get("hosts") or ())
+    current_host, hosts = _hosts(paths.resource_config, resources)
     sharded = channels.get(TRAINING, {}).get("S3DistributionType") == "ShardedByS3Key"
     if sharded and len(hosts) > 1:
         raise ConfigError(
@@ -83,9 +83,38 @@ def read_job_config(paths: SageMakerPaths) -> JobConfig:
     return JobConfig(
         hyperparameters={str(key): _as_string(value) for key, value in hyperparameters.items()},
         channels=channels,
-        current_host=resources.get("current_host"),
+        current_host=current_host,
         hosts=hosts,
     )
+
+
+def _hosts(path: Path, resources: dict) -> tuple[str | None, tuple[str, ...]]:
+    """``current_host`` and ``hosts`` of resourceconfig.json, checked: a string, and a list of
+    distinct non-empty strings that holds it (either may be absent on a hand-made layout)."""
+    example = '{"current_host": "algo-1", "hosts": ["algo-1"]}'
+    current = resources.get("current_host")
+    if current is not None and not (isinstance(current, str) and current.strip()):
+        raise ConfigError(
+            f"{path}: current_host is {json.dumps(current)}; it must be a host name such as "
+            f'"algo-1", e.g. {example}'
+        )
+    hosts = resources.get("hosts")
+    if hosts is None:
+        return current, ()
+    if not isinstance(hosts, list) or not all(isinstance(h, str) and h.strip() for h in hosts):
+        raise ConfigError(
+            f"{path}: hosts is {json.dumps(hosts)[:200]}; it must be a list of host names, "
+            f"e.g. {example}"
+        )
+    repeated = sorted({h for h in hosts if hosts.count(h) > 1})
+    if repeated:
+        raise ConfigError(f"{path}: hosts names {', '.join(repeated)} more than once: {example}")
+    if hosts and current is not None and current not in hosts:
+        raise ConfigError(
+            f"{path}: current_host {current!r} is not among hosts {hosts}; they must agree, "
+            f"e.g. {example}"
+        )
+    return current, tuple(hosts)
 
 
 def _read_json_object(path: Path) -> dict:

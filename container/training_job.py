@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
@@ -40,7 +42,7 @@ from mfrec.job_process import StopFlag, run_guarded
 from mfrec.paths import SageMakerPaths
 from mfrec.train.artifact import save
 from mfrec.train.config import TrainConfig, check_hyperparameter_names
-from mfrec.train.errors import DataValidationError
+from mfrec.train.errors import DataValidationError, disk_full
 from mfrec.train.ingest import ImportOptions, load_interactions
 from mfrec.train.interactions import Interactions
 from mfrec.train.item_features import (
@@ -58,6 +60,7 @@ DATA_REPORT = "data_report.json"
 VALIDATION_REPORT = "validation_report.json"
 METRICS = "metrics.json"
 TRAINING_CURVE = "training_curve.png"
+STAGING_GLOB = ".mfrec-staging-*"  # mfrec.train.artifact.save's staging folders
 # Hyperparameters of the job itself, beside TrainConfig's and ImportOptions' (docs/training.md).
 JOB_HYPERPARAMETERS = ("trending_half_life_days",)
 
@@ -193,6 +196,7 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
     """The job's steps: settings, inputs, training, outputs, the model."""
     settings = _parse_hyperparameters(spec.hyperparameters)
     _log_start(spec, settings)
+    _remove_staging_leftovers(spec.model_dir)
     inputs = _read_inputs(spec, settings)
     if stop():  # SIGTERM during the import: nothing trained, nothing worth saving
         logger.warning(
@@ -214,13 +218,31 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
     _write_results(spec, result)
     if result.interrupted and not _interrupted_model_worth_writing(spec, result, stop):
         return 0
-    save(result.artifact, spec.model_dir)
+    try:
+        save(result.artifact, spec.model_dir)
+    except OSError as exc:
+        if (full := disk_full(exc, spec.model_dir)) is None:
+            raise
+        raise full from exc
     logger.info(
         "model written to %s%s",
         spec.model_dir,
         " (as trained so far: training was interrupted)" if result.interrupted else "",
     )
     return 0
+
+
+def _remove_staging_leftovers(model_dir: Path) -> None:
+    """Delete ``.mfrec-staging-*`` folders that a job killed while writing its model left in
+    the model folder (SageMaker would pack them into model.tar.gz)."""
+    if not model_dir.is_dir():
+        return
+    for leftover in model_dir.glob(STAGING_GLOB):
+        logger.warning("removing %s, left by a model write that was cut short", leftover)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def _log_start(spec: JobSpec, settings: JobSettings) -> None:
@@ -281,14 +303,31 @@ def _write_results(spec: JobSpec, result) -> None:
         lambda path: path.write_text(json.dumps(summary, indent=2, default=float) + "\n"),
     )
     if result.history:
-        _write_output(spec, TRAINING_CURVE, lambda path: plot_history(result.history, path))
+        best, model = result.metrics.get("best_epoch"), result.metrics.get("model")
+        _write_output(
+            spec, TRAINING_CURVE, lambda path: plot_history(result.history, path, best, model)
+        )
 
 
 def _write_output(spec: JobSpec, name: str, write: Callable[[Path], object]) -> None:
+    """Write one output file through a hidden ``.partial`` file, removed if the write fails;
+    a full disk becomes :class:`DiskFullError` naming the file."""
     if spec.output_data_dir is None:
         return
-    spec.output_data_dir.mkdir(parents=True, exist_ok=True)
-    write(spec.output_data_dir / name)
+    target = spec.output_data_dir / name
+    partial = target.with_name(f".{name}.partial{target.suffix}")  # keeps the suffix for savefig
+    try:
+        spec.output_data_dir.mkdir(parents=True, exist_ok=True)
+        write(partial)
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if (full := disk_full(exc, target)) is None:
+            raise
+        raise full from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def _to_json(obj) -> str:

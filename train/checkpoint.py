@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mfrec.train.config import TrainConfig
+from mfrec.train.errors import disk_full
 from mfrec.train.interactions import Interactions
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,20 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, state: dict) -> Path:
     number = existing[-1][0] + 1 if existing else 1
     path = checkpoint_dir / f"checkpoint-{number:08d}.pt"
     partial = checkpoint_dir / f".{path.name}.partial"
-    torch.save(state, partial)
-    os.replace(partial, path)
+    try:
+        # A Python file object, not a path: torch's own writer turns a full disk into
+        # "unexpected pos ...", while file.write raises OSError(ENOSPC).
+        with open(partial, "wb") as handle:
+            torch.save(state, handle)
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if (full := disk_full(exc, path)) is None:
+            raise
+        raise full from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     for _, old in existing[: max(0, len(existing) + 1 - KEEP)]:
         old.unlink(missing_ok=True)
     return path
@@ -87,9 +100,13 @@ def load_latest(checkpoint_dir: str | os.PathLike | None, expected: dict) -> dic
     altered, a pickle with a global that ``weights_only`` refuses) or that was written for other
     data, another configuration or another device type is skipped with a log line saying why,
     so a damaged newest file falls back to the one before it. Returns None when none fits.
+    Leftover ``.partial`` files (a write cut short by a kill) are removed first.
     """
     if checkpoint_dir is None:
         return None
+    for leftover in Path(checkpoint_dir).glob(".checkpoint-*.pt.partial"):
+        logger.info("removing %s, a checkpoint write that was cut short", leftover)
+        leftover.unlink(missing_ok=True)
     existing = _existing(Path(checkpoint_dir))
     for _, path in reversed(existing):
         state = _read(path)

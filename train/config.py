@@ -96,6 +96,22 @@ class TrainConfig:
                 "lower warmup_epochs or raise num_epochs"
             )
 
+    def check_catalogue(self, num_items: int) -> None:
+        """Refuse an explicit ``num_negatives`` larger than the catalogue (``num_items``): more
+        negatives than items only redraws the same items, at a cost that grows with the value.
+
+        Raises
+        ------
+        ConfigError
+            Naming the value, the catalogue size and the allowed range.
+        """
+        if self.num_negatives is None or self.model == "ials" or self.num_negatives <= num_items:
+            return
+        raise ConfigError(
+            f"num_negatives={self.num_negatives} is out of range for this data's {num_items:,} "
+            f"items; allowed: auto or integers 1 to {num_items} (the number of items)"
+        )
+
     @property
     def negatives(self) -> int:
         """``num_negatives`` with "auto" resolved for the chosen loss."""

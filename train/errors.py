@@ -30,5 +30,22 @@ class TrainingDivergedError(MfrecError):
     """The loss became NaN/inf or degenerate during training."""
 
 
+class DiskFullError(MfrecError):
+    """A file could not be written because its disk (or the user's quota) is full."""
+
+
+def disk_full(exc: OSError, path) -> DiskFullError | None:
+    """A :class:`DiskFullError` naming ``path`` when ``exc`` is ENOSPC or EDQUOT, else None."""
+    import errno
+
+    if getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    return DiskFullError(
+        f"no space left on device while writing {path}: free space there or give the job a "
+        f"larger volume (SageMaker: VolumeSizeInGB; locally: point --model-dir, --output-dir "
+        f"or --checkpoint-dir at a disk with room)"
+    )
+
+
 class ArtifactError(MfrecError):
     """A model folder is missing files, was tampered with, or has another format version."""

@@ -95,6 +95,8 @@ def train_model(
     ------
     DataValidationError
         ``data`` holds no interactions.
+    ConfigError
+        An explicit ``num_negatives`` exceeds the number of items.
     TrainingDivergedError
         The loss or the weights became NaN or infinite, or the loss rose far above an
         untrained model's (see :mod:`mfrec.train.loop`).
@@ -104,6 +106,7 @@ def train_model(
             "there are no interactions to train on; check the training channel's files and the "
             "import options that filter rows (min_event_value, event_types)"
         )
+    config.check_catalogue(data.num_items)
     device = resolve_device(config.device)
     logger.info("training config: %s", json.dumps(config.to_dict(), sort_keys=True))
     fit, holdout, source, dropped = _validation_data(data, valid, config)

@@ -115,3 +115,13 @@ def test_synth_impossible_size_exits_1(tmp_path, capsys):
     )
     assert code == 1
     assert "must be at least num_users" in capsys.readouterr().err
+
+
+def test_an_out_of_range_timestamp_exits_1_with_one_line_not_2(tmp_path, capsys):
+    """Issue 17: year-10000 timestamps were an internal error (exit 2) with a traceback."""
+    lines = write_csv(tmp_path / "d.csv").read_text().splitlines()
+    lines[3] = "u1,i2,253402300800000,view,1"
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    assert main(["validate", str(tmp_path / "d.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "line 4: timestamp 253402300800" in err and "Traceback" not in err

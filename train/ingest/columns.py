@@ -123,6 +123,13 @@ def map_columns(
     source : file name for messages.
     """
     names = list(names)
+    repeated = sorted({n for n in names if str(n).strip() and names.count(n) > 1})
+    if repeated and has_header:
+        raise DataValidationError(
+            f"{source}: the header repeats the column name(s) {', '.join(map(repr, repeated))} "
+            f"(columns: {', '.join(map(repr, names))}), so mfrec cannot tell which one is meant. "
+            f"Give every column its own name."
+        )
     given = {role: name for role, name in explicit.items() if name}
     for role, name in given.items():
         if name not in names:

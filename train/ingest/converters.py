@@ -5,7 +5,10 @@ mask of the rows that could not be converted, so that the importer can name thei
 
 Numeric timestamps are read in the unit their median magnitude implies: below 1e11 seconds
 (1e11 s is the year 5138), below 1e14 milliseconds, below 1e17 microseconds, else nanoseconds.
-Strings are parsed as ISO-8601 (a timezone offset is honoured; none means UTC).
+Strings are parsed as ISO-8601 (a timezone offset is honoured; none means UTC). A timestamp
+that converts to a time outside the years 1 to 9999 (``253402300800``, ``-62135596801``,
+``1e300``) is a bad value like an unparseable one: it is named in the error, or dropped and
+counted with ``on_bad_rows=skip``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ import pyarrow.compute as pc
 
 NULL_ID_MARKERS = ("", "nan", "NaN", "null", "NULL", "None")
 _UNIT_DIVISORS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z, the first second Python's datetime has
+MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, its last
+OUT_OF_RANGE = "a timestamp outside the years 1 to 9999"
 
 
 @dataclass
@@ -29,6 +35,14 @@ class Converted:
     bad: np.ndarray  # bool, shape (n,)
     reason: str = ""
     unit: str | None = None
+    out_of_range: np.ndarray | None = None  # bool, shape (n,): timestamps outside years 1-9999
+
+    def problems(self) -> list[tuple[str, np.ndarray]]:
+        """(reason, mask) of each kind of bad row, for messages that count them apart."""
+        found = [(self.reason, self.bad)]
+        if self.out_of_range is not None:
+            found.append((OUT_OF_RANGE, self.out_of_range))
+        return found
 
 
 def _as_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -93,7 +107,18 @@ def timestamp_unit(values: np.ndarray) -> str:
 
 
 def to_unix_seconds(column) -> Converted:
-    """Timestamps as int64 Unix seconds (floored); nulls and unparseable values are bad."""
+    """Timestamps as int64 Unix seconds (floored); nulls and unparseable values are ``bad``,
+    times outside the years 1 to 9999 are ``out_of_range`` (their seconds are set to 0)."""
+    converted = _to_unix_seconds(column)
+    if converted.out_of_range is None:
+        seconds = converted.values
+        outside = ~converted.bad & ((seconds < MIN_SECONDS) | (seconds > MAX_SECONDS))
+        converted.values = np.where(outside, 0, seconds)
+        converted.out_of_range = outside
+    return converted
+
+
+def _to_unix_seconds(column) -> Converted:
     array = _as_array(column)
     kind = array.type
     if pa.types.is_timestamp(kind):
@@ -128,8 +153,11 @@ def to_unix_seconds(column) -> Converted:
 def _numeric_seconds(numbers: np.ndarray, reason: str) -> Converted:
     bad = ~np.isfinite(numbers)
     unit = timestamp_unit(numbers[~bad])
-    seconds = np.floor(np.where(bad, 0, numbers) / _UNIT_DIVISORS[unit]).astype(np.int64)
-    return Converted(seconds, bad, reason, unit)
+    scaled = np.floor(np.where(bad, 0, numbers) / _UNIT_DIVISORS[unit])
+    # Checked as floats: 1e300 seconds would overflow the cast to int64.
+    outside = ~bad & ((scaled < MIN_SECONDS) | (scaled > MAX_SECONDS))
+    seconds = np.where(outside, 0, scaled).astype(np.int64)
+    return Converted(seconds, bad, reason, unit, out_of_range=outside)
 
 
 def factorize(ids: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,9 @@ Each file is sniffed from its first 64 KiB: Parquet (``PAR1`` magic), JSON lines
 character ``{``) or delimited text; gzip is recognised by its magic bytes whatever the name.
 For text, the delimiter is the first of ``::``, tab, comma, semicolon, pipe and space that
 splits the sampled lines into the same number (>= 2) of fields; the encoding is UTF-8 (a BOM is
-fine), UTF-16 when it starts with a UTF-16 BOM, otherwise latin-1, which is reported.
+fine), UTF-16 when it starts with a UTF-16 BOM, otherwise latin-1, which is reported. UTF-16
+without a BOM (every other byte 0) and other text with NUL bytes are refused with a message
+saying so, rather than read as one garbled column.
 
 Header rule (``header="auto"``): the first line is a header when one of its fields is a known
 column name (see :mod:`.columns`), or when a column is numeric below a non-numeric first
@@ -156,6 +158,8 @@ def sniff(path: Path, header: str = "auto") -> SourceFile | None:
     if not raw.strip():
         return None
     encoding = _guess_encoding(raw)
+    if encoding != "utf-16" and b"\x00" in raw:
+        raise DataValidationError(_nul_message(path, raw))
     text = raw.decode(encoding, errors="replace").lstrip("\ufeff")
     if text.lstrip().startswith("["):
         raise DataValidationError(
@@ -234,6 +238,23 @@ def _guess_encoding(raw: bytes) -> str:
         return "utf-8"
     except UnicodeDecodeError:
         return "latin-1"
+
+
+def _nul_message(path: Path, raw: bytes) -> str:
+    """Why a sample with NUL bytes is refused: UTF-16 without a BOM, or not text at all."""
+    even, odd = raw[0::2].count(0), raw[1::2].count(0)
+    if max(even, odd) > len(raw) // 4 and min(even, odd) * 10 < max(even, odd):
+        order = "LE" if odd > even else "BE"
+        return (
+            f"{path} looks like UTF-16 text ({order}) without a byte-order mark: every other "
+            f"byte is 0. Save it as UTF-8 (e.g. `iconv -f UTF-16{order} -t UTF-8 in.csv > "
+            f"out.csv`), or as UTF-16 with a byte-order mark."
+        )
+    return (
+        f"{path} holds NUL bytes (first at byte {raw.index(0):,}), so it is not a text file; "
+        f"mfrec reads CSV/TSV text (optionally .gz), Parquet or JSON lines. Check that the "
+        f"file is complete and of the type its name says; re-export it if needed."
+    )
 
 
 def _split(line: str, delimiter: str) -> list[str]:

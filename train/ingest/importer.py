@@ -130,8 +130,8 @@ def _read_file(root: Path, file: Path, options: ImportOptions, stats: ImportStat
         raise DataValidationError(
             f"{name}: {problems} row(s) have bad values ({counts}): {'; '.join(examples)}. "
             f"Ids must be non-empty, values numbers, timestamps Unix seconds/milliseconds or "
-            f"ISO-8601. Fix the data, or pass --on-bad-rows skip (hyperparameter "
-            f"on_bad_rows=skip) to drop such rows."
+            f"ISO-8601 within the years 1 to 9999. Fix the data, or pass --on-bad-rows skip "
+            f"(hyperparameter on_bad_rows=skip) to drop such rows."
         )
     present = {role: col for role, col in roles.items() if CANONICAL[role] in table.column_names}
     stats.add_file(name, raw, cmap, present, bad_counts, examples)
@@ -156,19 +156,38 @@ def _convert(raw, roles: dict[str, str], name: str):
         columns[role] = converted.values
         if role == "timestamp":
             columns["timestamp_unit"] = converted.unit
-        new_bad = converted.bad & ~bad_any
-        if new_bad.any():
-            rows = np.flatnonzero(new_bad)[:3]
-            bad_counts[converted.reason] = int(new_bad.sum())
-            values = raw.table.column(column).take(pa.array(rows)).to_pylist()
-            for where, value in zip(raw.locate(rows.tolist()), values, strict=True):
-                examples.append(f"{where}: {role} {value!r}")
-            bad_any |= converted.bad
+        for reason, bad in converted.problems():
+            new_bad = bad & ~bad_any
+            if new_bad.any():
+                rows = np.flatnonzero(new_bad)[:3]
+                bad_counts[reason] = int(new_bad.sum())
+                values = _examples(raw.table.column(column), rows)
+                for where, value in zip(raw.locate(rows.tolist()), values, strict=True):
+                    examples.append(f"{where}: {role} {value!r}")
+                bad_any |= bad
     unit = columns.pop("timestamp_unit", None)
     table = pa.table({CANONICAL[role]: values for role, values in columns.items()})
     if bad_any.any():
         table = table.filter(pa.array(~bad_any))
     return table.replace_schema_metadata({"timestamps_unit": unit or ""}), bad_counts, examples[:5]
+
+
+def _examples(column: pa.ChunkedArray, rows: np.ndarray) -> list:
+    """The values at ``rows`` as Python objects for messages; Arrow dates and times as their
+    integer and unit, since Python's datetime cannot hold years past 9999."""
+    values = column.take(pa.array(rows))
+    if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
+        unit = getattr(column.type, "unit", "days")
+        integers = pc.cast(values, pa.int64() if unit != "days" else pa.int32())
+        return [RawNumber(f"{v} ({unit})") for v in integers.to_pylist()]
+    return values.to_pylist()
+
+
+class RawNumber(str):
+    """A message's example value shown as is, without quotes."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _concat(tables: list[pa.Table], stats: ImportStats) -> pa.Table:

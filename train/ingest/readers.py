@@ -4,6 +4,7 @@ Text is parsed by ``pyarrow.csv`` (multi-threaded C++); rows with the wrong numb
 collected by pyarrow's invalid-row handler, so Python only ever sees the bad rows. Id and
 event-type columns are read as strings so that ids such as ``007`` keep their leading zeros.
 When a file turns out not to be UTF-8 past the sniffed sample it is read again as latin-1.
+A text line longer than :data:`MAX_LINE_BYTES` is refused with its line number.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mfrec.train.ingest.formats import SourceFile
 logger = logging.getLogger(__name__)
 
 MAX_EXAMPLES = 5
+MAX_LINE_BYTES = 1 << 20  # pyarrow's read block: a longer line cannot be parsed
 _MULTI_CHAR_STANDIN = b"\x1f"  # '::' is replaced by this byte: pyarrow wants 1-char delimiters
 
 
@@ -95,6 +97,7 @@ def _read_csv(source: SourceFile, columns, text_columns, use_threads: bool = Tru
         skip_rows=int(source.has_header),
         encoding=source.encoding,
         use_threads=use_threads,
+        block_size=MAX_LINE_BYTES,
     )
     parse_options = pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid)
     convert_options = pacsv.ConvertOptions(
@@ -106,6 +109,8 @@ def _read_csv(source: SourceFile, columns, text_columns, use_threads: bool = Tru
         with _open_text(source) as stream:
             table = pacsv.read_csv(stream, read_options, parse_options, convert_options)
     except pa.ArrowInvalid as exc:
+        if "straddl" in str(exc):  # a row longer than one read block
+            raise DataValidationError(_long_line_message(source)) from None
         if "UTF8" not in str(exc) or source.encoding != "utf-8":
             raise
         table = None
@@ -125,6 +130,22 @@ def _read_csv(source: SourceFile, columns, text_columns, use_threads: bool = Tru
         text = text.replace(_MULTI_CHAR_STANDIN.decode(), "::")
         raw.bad_row_examples.append(f"{where}: {text[:60]!r} has {actual} fields, not {expected}")
     return raw
+
+
+def _long_line_message(source: SourceFile) -> str:
+    """Name the first line longer than :data:`MAX_LINE_BYTES`."""
+    with pa.input_stream(source.path, compression=source.compression) as stream:
+        for number, line in enumerate(_iter_lines(stream), start=1):
+            if len(line) > MAX_LINE_BYTES:
+                return (
+                    f"{source.path}: line {number:,} is too long ({len(line):,} bytes; mfrec "
+                    f"cannot read lines over {MAX_LINE_BYTES:,} bytes). A line break is probably "
+                    f"missing there, or a field holds a whole document: fix or remove that line."
+                )
+    return (
+        f"{source.path}: a line is too long to parse (over {MAX_LINE_BYTES:,} bytes with its "
+        f"quoted line breaks); check the quotes of that file."
+    )
 
 
 def _physical_lines(source: SourceFile, numbers: Sequence[int]) -> list[int]:
