@@ -74,6 +74,11 @@ __all__ = [
 
 #: What :func:`request_filter` raises: a record's error, never a server error.
 REQUEST_ERRORS = (FilterSyntaxError, FilterNotSupported, FilterValueError, NamedFilterError)
+#: Personalize's own limits: an expression's length (CreateFilter), and filterValues' entries and
+#: the length of each value (GetRecommendations); they also bound the work of one record.
+MAX_EXPRESSION_LENGTH = 2500
+MAX_FILTER_VALUES = 25
+MAX_VALUE_LENGTH = 1000
 
 
 def request_filter(
@@ -107,9 +112,24 @@ def request_filter(
         return None
     if values is not None and not isinstance(values, Mapping):
         raise FilterValueError('filterValues must be an object like {"GENRE": "\\"Comedy\\""}')
+    if values is not None and len(values) > MAX_FILTER_VALUES:
+        raise FilterValueError(
+            f"filterValues has {len(values)} entries; at most {MAX_FILTER_VALUES}"
+        )
+    for name, value in (values or {}).items():
+        if len(str(name)) > 50 or (isinstance(value, str) and len(value) > MAX_VALUE_LENGTH):
+            raise FilterValueError(
+                f"filterValues {str(name)[:50]!r}: keys have at most 50 characters and values at "
+                f"most {MAX_VALUE_LENGTH}"
+            )
     if expression is not None:
         if not isinstance(expression, str):
             raise FilterSyntaxError("filterExpression must be a string")
+        if len(expression) > MAX_EXPRESSION_LENGTH:
+            raise FilterSyntaxError(
+                f"filterExpression has {len(expression)} characters; at most "
+                f"{MAX_EXPRESSION_LENGTH} (Personalize's limit)"
+            )
         compiled = compile_filter(expression)
     else:
         if not isinstance(arn, str) or not arn:

@@ -245,6 +245,12 @@ def test_request_filter_needs_exactly_one_filter():
         request_filter(values={"A": "1"})
     with pytest.raises(FilterSyntaxError, match="filterExpression must be a string"):
         request_filter(expression=3)
+    with pytest.raises(FilterSyntaxError, match="has 2501 characters; at most 2500"):
+        request_filter(where("Items.a IN (1)").ljust(2501))
+    with pytest.raises(FilterValueError, match="has 26 entries; at most 25"):
+        request_filter(where("Items.a IN ($A)"), values={f"K{k}": "1" for k in range(26)})
+    with pytest.raises(FilterValueError, match="values at most 1000"):
+        request_filter(where("Items.a IN ($A)"), values={"A": "x" * 1001})
 
 
 def test_an_unknown_attribute_is_a_filter_error_naming_the_known_ones(catalog):
