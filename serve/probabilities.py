@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from mfrec.serve.jobs import Handler
     from mfrec.serve.recommender import Recommender
 
-ROWS_PER_CHUNK = 256
+ROWS_PER_CHUNK = 64
 
 
 def significant(values: np.ndarray, digits: int = 6) -> np.ndarray:
@@ -65,7 +65,7 @@ def log_partition(recommender: Recommender, user_idx: np.ndarray) -> np.ndarray:
         rows = tensors.indices(user_idx[start : start + ROWS_PER_CHUNK])
         scores = torch.addmm(engine.bias, tensors.user_embeddings[rows], engine.keys_t)
         scores += tensors.user_biases[rows].unsqueeze(1)
-        out[start : start + len(rows)] = torch.logsumexp(scores.double(), 1).cpu().numpy()
+        out[start : start + len(rows)] = torch.logsumexp(scores, 1).double().cpu().numpy()
     return out
 
 
