@@ -48,6 +48,7 @@ def training_figure(history: list[dict], best_epoch: int | None = None, model: s
 
     matplotlib.use("Agg")  # no display on training hosts
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(10, 4), layout="constrained")
     loss_axes, ndcg_axes = figure.subplots(1, 2)
@@ -98,6 +99,7 @@ def training_figure(history: list[dict], best_epoch: int | None = None, model: s
         ndcg_axes.text(0.5, 0.5, "no validation data", ha="center", va="center")
     ndcg_axes.set(xlabel="epoch", ylabel="NDCG@10", title="Validation NDCG@10")
     for axes in (loss_axes, ndcg_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if best_epoch is not None:
             axes.axvline(best_epoch, color="0.3", linestyle=":", linewidth=1, label="_chosen")
         axes.grid(True, **GRID)

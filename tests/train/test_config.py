@@ -96,3 +96,16 @@ def test_config_is_frozen_and_to_dict_resolves_negatives():
     # The saved dict parses back into the same configuration.
     again = TrainConfig.from_hyperparameters({k: str(v) for k, v in values.items()})
     assert again.to_dict() == values
+
+
+def test_num_negatives_above_the_catalogue_is_out_of_range_like_other_values():
+    """Issue 17: 1,048,576 negatives on a 665-item catalogue made one epoch take minutes."""
+    with pytest.raises(
+        ConfigError,
+        match=r"num_negatives=1048576 is out of range for this data's 665 items; allowed: auto "
+        r"or integers 1 to 665 \(the number of items\)",
+    ):
+        TrainConfig(num_negatives=1 << 20).check_catalogue(665)
+    TrainConfig(num_negatives=665).check_catalogue(665)  # the bound itself is fine
+    TrainConfig().check_catalogue(20)  # auto resolves by the loss, whatever the catalogue
+    TrainConfig(model="ials", num_negatives=1 << 20).check_catalogue(20)  # iALS draws none

@@ -19,7 +19,7 @@ from mfrec.train.metrics import evaluate
 from mfrec.train.model import MatrixFactorization
 from mfrec.train.phases import MAX_EXTENSIONS
 from mfrec.train.pipeline import train_model
-from mfrec.train.plot import plot_history
+from mfrec.train.plot import plot_history, training_figure
 from mfrec.train.split import align_to, temporal_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -225,6 +225,31 @@ def test_plot_history_writes_a_png(reference, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bare = plot_history([{"epoch": 1, "train_loss": 1.0}], tmp_path / "bare.png")
     assert bare.stat().st_size > 1000
+
+
+def test_the_training_curve_marks_the_chosen_epoch_and_has_a_light_grid():
+    from matplotlib.colors import to_rgb
+
+    history = [
+        {"epoch": e, "model": m, "train_loss": 1 / e, "val_ndcg@10": v, "pop_ndcg@10": 0.1}
+        for m, values in (("ials", (0.2, 0.3, 0.25)), ("sgd", (0.1, 0.2, 0.35, 0.3)))
+        for e, v in enumerate(values, start=1)
+    ]
+    history.append({"epoch": 1, "model": "sgd", "phase": "refit", "train_loss": 0.9})
+    figure = training_figure(history, best_epoch=3, model="sgd")
+    loss_axes, ndcg_axes = figure.axes
+    for axes in (loss_axes, ndcg_axes):
+        marks = [line for line in axes.lines if list(line.get_xdata()) == [3, 3]]
+        assert len(marks) == 1 and marks[0].get_linestyle() == ":"  # the chosen epoch
+        grid = axes.xaxis.get_gridlines() + axes.yaxis.get_gridlines()
+        assert grid and all(line.get_visible() for line in grid)
+        assert all(min(to_rgb(line.get_color())) >= 0.8 for line in grid)  # light
+    labels = [text.get_text() for text in ndcg_axes.get_legend().get_texts()]
+    assert labels == ["ials", "sgd", "chosen: epoch 3", "popularity"]
+    ring = next(line for line in ndcg_axes.lines if line.get_label() == "chosen: epoch 3")
+    assert (list(ring.get_xdata()), list(ring.get_ydata())) == ([3], [0.35])  # sgd's, not ials'
+    loss_labels = [text.get_text() for text in loss_axes.get_legend().get_texts()]
+    assert loss_labels == ["ials fit loss", "sgd fit loss", "sgd refit loss", "chosen epoch 3"]
 
 
 def test_no_interactions_is_a_data_error():
