@@ -15,12 +15,12 @@ import logging
 import os
 import time
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from mfrec.serve import codecs
+from mfrec.serve import codecs, web
 from mfrec.serve.recommender import Recommender
-from mfrec.serve.requests import Recommendation, RecordError, request_from_fields
+from mfrec.serve.requests import Recommendation
 from mfrec.serve.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -77,39 +77,6 @@ class ServerTiming:
         return ", ".join(f"{name};dur={1000 * s:.1f}" for name, s in self.durations.items())
 
 
-def page(recommender: Recommender, user_id: str, item_id: str, top_n: str) -> dict:
-    """What the HTML page shows: the answer to one record built from the form's fields."""
-    shown = {
-        "user_id": user_id,
-        "item_id": item_id,
-        "top_n": top_n,
-        "answer": None,
-        "subject": item_id or user_id,
-        "max_top_n": recommender.max_top_n,
-        "num_users": recommender.num_users,
-        "num_items": recommender.num_items,
-    }
-    if not (user_id or item_id):
-        return shown
-    try:
-        fields = {"item_id": item_id} if item_id else {"user_id": user_id}
-        answer = recommender.answer([request_from_fields({**fields, "top_n": top_n})])[0]
-    except RecordError as exc:
-        answer = Recommendation.failed(str(exc))
-    titles = recommender.catalog.attribute("title")
-    idx = [recommender.catalog.index[i] for i in answer.item_ids]
-    names = titles[idx].tolist() if titles is not None else [""] * len(idx)
-    heading = f"Items like {item_id}" if item_id else f"Recommendations for {user_id}"
-    rows = zip(answer.item_ids.tolist(), names, answer.scores.tolist(), strict=True)
-    return {
-        **shown,
-        "answer": answer,
-        "heading": heading,
-        "rows": list(rows),
-        "has_titles": titles is not None,
-    }
-
-
 def _one_line(text: str, status: int) -> Response:
     return Response(" ".join(str(text).split()), status=status, mimetype="text/plain")
 
@@ -156,13 +123,7 @@ def create_app(
         encoded = timer("encode", codecs.ENCODERS[mime], answers, style)
         return Response(encoded, mimetype=mime, headers={"Server-Timing": timer.header()})
 
-    @app.get("/")
-    def index():
-        """A page showing one user's recommendations (or an item's similar items)."""
-        recommender = slot.require()
-        fields = {k: request.args.get(k, "").strip() for k in ("user_id", "item_id", "top_n")}
-        fields["top_n"] = fields["top_n"] or str(min(10, recommender.max_top_n))
-        return render_template("index.html", **page(recommender, **fields))
+    app.register_blueprint(web.blueprint)  # GET / and its read-only JSON routes
 
     @app.errorhandler(codecs.HttpError)
     def client_error(exc: codecs.HttpError):

@@ -225,6 +225,8 @@ def test_installed_mfrec_trains_then_serves(installed, env, tmp_path):
         assert [row.split(",")[0] for row in rows] == ["1", "1", "1"]
         scores = [float(row.split(",")[2]) for row in rows]
         assert scores == sorted(scores, reverse=True)
+        for page in ("/", "/web/static/web.js", "/web/static/web.css"):  # package data
+            assert _get(url + page) == 200, page
     finally:
         server.send_signal(signal.SIGTERM)
         log = server.communicate(timeout=30)[0]
