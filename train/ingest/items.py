@@ -18,6 +18,7 @@ from mfrec.train.errors import DataValidationError
 from mfrec.train.ingest.columns import ACCEPTED_NAMES, ALIASES, normalise
 from mfrec.train.ingest.converters import to_ids
 from mfrec.train.ingest.formats import list_input_files, sniff
+from mfrec.train.ingest.movielens import movielens_kind, read_movielens_items
 from mfrec.train.ingest.readers import read_source
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,12 @@ def read_item_attributes(path: str | Path, item_ids: np.ndarray) -> dict[str, np
     """Read item metadata and align it to ``item_ids`` (the training data's item index).
 
     ``path`` is a file or a folder read recursively; every file is CSV/TSV or other delimited
-    text (optionally gzip-compressed), Parquet or JSON lines, with a header. The item id column
-    is found by name as in the interactions (``item_id``, ``ITEM_ID``, ``itemId``, ``movieId``,
-    ...); every other column is an attribute, named as in the header, its values kept as text
-    (list values of Parquet/JSON joined with ``|``). Rows of items that are not in ``item_ids``
-    are ignored and counted in a log line; items without a row get ``""``.
+    text (optionally gzip-compressed), Parquet or JSON lines, with a header, or one of
+    MovieLens's own item files (``u.item``, ``movies.dat``: see :mod:`.movielens`). The item id
+    column is found by name as in the interactions (``item_id``, ``ITEM_ID``, ``itemId``,
+    ``movieId``, ...); every other column is an attribute, named as in the header, its values
+    kept as text (list values of Parquet/JSON joined with ``|``). Rows of items that are not in
+    ``item_ids`` are ignored and counted in a log line; items without a row get ``""``.
 
     Returns
     -------
@@ -109,6 +111,8 @@ def _read_file(root: Path, file: Path) -> tuple[np.ndarray, dict[str, np.ndarray
         raise DataValidationError(f"item metadata file {name}: {exc}") from None
     if source is None:
         return None
+    if (kind := movielens_kind(source)) is not None:
+        return read_movielens_items(source, kind, name)
     names = {str(column).strip(): column for column in source.column_names if str(column).strip()}
     item_column = _item_column(list(names))
     if item_column is None or not source.has_header:
