@@ -14,8 +14,8 @@ import numpy as np
 
 from mfrec.serve.recommender import Recommender
 from mfrec.train.artifact import ATTRIBUTE_PREFIX
+from mfrec.train.item_features import SEEN_TIMESTAMPS  # parallel to the seen_indices
 
-SEEN_TIMESTAMPS = "seen_timestamps"  # Unix seconds, parallel to the artifact's seen_indices
 MAX_FACET_VALUES = 60  # an attribute with more distinct values is text, not a filter
 SCORE_DIGITS = {"score": 2, "popular": 0, "trending": 1}
 

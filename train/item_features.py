@@ -9,6 +9,10 @@
     shows ``title`` on its page.
 
 Both are aligned to the training data's item index: entry ``i`` belongs to ``item_ids[i]``.
+
+``seen_timestamps`` (int64, shape (nnz,)), when the data has timestamps
+    When each user last interacted with each training item, parallel to the artifact's
+    ``seen_indices`` (:func:`seen_timestamps`): the web page's dated history.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ logger = logging.getLogger(__name__)
 HALF_LIFE_NAME = "trending_half_life_days"
 DEFAULT_HALF_LIFE_DAYS = 7.0
 SECONDS_PER_DAY = 86_400
+SEEN_TIMESTAMPS = "seen_timestamps"
 
 
 def parse_half_life(text: str) -> float:
@@ -76,14 +81,35 @@ def trending_scores(
     return np.bincount(interactions.item_idx, weights=weights, minlength=interactions.num_items)
 
 
+def seen_timestamps(interactions: Interactions) -> np.ndarray | None:
+    """The newest timestamp of every distinct (user, item) pair, in the order of
+    :meth:`Interactions.to_csr`'s ``indices``; ``None`` without timestamps.
+
+    Returns
+    -------
+    ndarray of int64, shape (nnz,), or None
+    """
+    if interactions.timestamps is None:
+        return None
+    key = interactions.user_idx.astype(np.int64) * interactions.num_items + interactions.item_idx
+    pairs, pair_of_row = np.unique(key, return_inverse=True)
+    newest = np.full(len(pairs), np.iinfo(np.int64).min, dtype=np.int64)
+    np.maximum.at(newest, pair_of_row, np.asarray(interactions.timestamps, dtype=np.int64))
+    return newest
+
+
 def item_extras(
     interactions: Interactions,
     items: str | Path | None = None,
     half_life_days: float = DEFAULT_HALF_LIFE_DAYS,
 ) -> dict[str, np.ndarray]:
-    """The artifact extras of this module: ``item_trending``, and ``item_attribute.<name>``
+    """The artifact extras of this module: ``item_trending``, ``seen_timestamps`` (with
+    timestamps), and ``item_attribute.<name>``
     for every attribute column of the metadata file or folder ``items`` (when given)."""
     extras = {TRENDING: trending_scores(interactions, half_life_days)}
+    times = seen_timestamps(interactions)
+    if times is not None:
+        extras[SEEN_TIMESTAMPS] = times
     if items is not None:
         attributes = read_item_attributes(items, interactions.item_ids)
         extras.update({ATTRIBUTE_PREFIX + name: v for name, v in attributes.items()})

@@ -274,6 +274,7 @@ def test_items_channel_gives_attributes_aligned_to_the_item_ids(model_with_items
         "item_attribute.genre",
         "item_attribute.title",
         "item_trending",
+        "seen_timestamps",  # the web page's dated history
     ]
     genres = artifact.extra["item_attribute.genre"]
     assert genres.tolist() == [expected_genre(i) for i in artifact.item_ids.tolist()]

@@ -4,8 +4,10 @@ tests/browser drive the page itself)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
+import numpy as np
 import pytest
 from browser.movies import HISTORIES, HOSTILE, MOVIES, movie_model
 from known_answer import known_answer
@@ -14,6 +16,8 @@ from mfrec.serve.app import create_app
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.settings import ServingSettings
 from mfrec.serve.webcatalog import format_score
+from mfrec.train.interactions import Interactions
+from mfrec.train.item_features import seen_timestamps
 
 TITLES = dict((item_id, title) for item_id, title, _ in MOVIES)
 
@@ -136,3 +140,22 @@ def test_the_page_loads_nothing_from_elsewhere(client):
         with client.get(asset) as response:
             body = response.text
         assert body and "http" not in body and "//" + "cdn" not in body and "@import" not in body
+
+
+def test_seen_timestamps_are_each_pairs_newest_time_in_csr_order():
+    # user 0: item 2 at 50 and 10, item 0 at 30; user 1: item 1 at 5; user 2: item 0 at 7
+    data = Interactions(
+        user_idx=np.array([0, 1, 0, 0, 2]),
+        item_idx=np.array([2, 1, 0, 2, 0]),
+        user_ids=np.array(["a", "b", "c"]),
+        item_ids=np.array(["x", "y", "z"]),
+        timestamps=np.array([50, 5, 30, 10, 7]),
+    )
+    indptr, indices = data.to_csr()
+    newest = {}
+    for u, i, t in zip(data.user_idx, data.item_idx, data.timestamps, strict=True):
+        newest[u, i] = max(t, newest.get((u, i), t))
+    users = np.repeat(np.arange(3), np.diff(indptr))
+    expected = [newest[u, i] for u, i in zip(users, indices, strict=True)]
+    assert seen_timestamps(data).tolist() == expected == [30, 50, 5, 7]
+    assert seen_timestamps(dataclasses.replace(data, timestamps=None)) is None

@@ -72,6 +72,6 @@ def test_item_extras_holds_trending_and_prefixed_attributes(tmp_path):
     path = tmp_path / "items.csv"
     path.write_text("item_id,genre\n10,Horror\n")
     extras = item_extras(interactions([0, 1], [0, 7]), path, 7.0)
-    assert sorted(extras) == ["item_attribute.genre", "item_trending"]
+    assert sorted(extras) == ["item_attribute.genre", "item_trending", "seen_timestamps"]
     np.testing.assert_allclose(extras["item_trending"], [1.0, 0.5, 0.0, 0.0])
     assert sorted(item_extras(interactions([0]))) == ["item_trending"]
