@@ -50,6 +50,9 @@ class TrainResult:
     dict per trained epoch; ``metrics`` holds the validation metrics of mfrec and of the
     popularity baseline (``{"mfrec": {...}, "popularity": {...}, "best_epoch": int | None,
     "model": "sgd" | "ials", ...}``; empty metric dicts without validation data).
+    ``epochs_trained`` is the served model's number of epochs (the refit's when it was
+    refitted, else the best validated epoch's); ``fit_epochs`` is how many epochs the kept
+    model was fitted on the validation split before early stopping, the refit not counted.
     """
 
     artifact: ModelArtifact | None
@@ -123,6 +126,7 @@ def train_model(
         "popularity": run.pop_metrics,
         "best_epoch": run.best_epoch,
         "epochs_trained": run.final_epochs,
+        "fit_epochs": _fit_epochs(search.history, run.config.model),
         "validation": source,
         "refit": run.refitted,
         **search.metrics(),
@@ -143,6 +147,16 @@ def train_model(
         extra=dict(extras or {}),
     )
     return TrainResult(artifact, search.history, metrics, interrupted)
+
+
+def _fit_epochs(history: list[dict], model: str) -> int:
+    """Epochs the kept model was fitted before early stopping (its refit not counted)."""
+    fitted = [
+        row["epoch"]
+        for row in history
+        if row.get("phase", "fit") == "fit" and row.get("model", model) == model
+    ]
+    return max(fitted, default=0)
 
 
 def _validation_data(data, valid, config):

@@ -29,10 +29,17 @@ IMPORT_FLAGS = {
 
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``ImportOptions`` flags (all optional, parsed later by ``import_options``)."""
+    """Add the ``ImportOptions`` flags (all optional, parsed later by ``import_options``).
+
+    Options with fixed values show them (``--duplicates {keep,first,sum}``); the values are
+    checked by ``ImportOptions``, which also takes ``true``/``false`` for ``--header``.
+    """
+    from mfrec.train.ingest.options import CHOICES
+
     group = parser.add_argument_group("import options (hyperparameters of the same name)")
     for flag, (name, help_text) in IMPORT_FLAGS.items():
-        group.add_argument(flag, dest=name, metavar="VALUE", help=help_text)
+        metavar = "{" + ",".join(CHOICES[name]) + "}" if name in CHOICES else "VALUE"
+        group.add_argument(flag, dest=name, metavar=metavar, help=help_text)
 
 
 def import_options(args: argparse.Namespace):
@@ -82,12 +89,27 @@ def register(subparsers) -> None:
         "bytes. Streams in blocks, so 100M rows are fine.",
     )
     synth.add_argument("--out", required=True, metavar="PATH", help=".csv, .csv.gz or .parquet")
-    synth.add_argument("--num-interactions", type=int, required=True)
-    synth.add_argument("--num-users", type=int, help="default: num_interactions / 40")
-    synth.add_argument("--num-items", type=int, help="default: num_interactions / 100")
-    synth.add_argument("--num-topics", type=int, help="planted tastes (default: ~sqrt(items)/2)")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--format", choices=("csv", "parquet"), help="default: from --out suffix")
+    synth.add_argument(
+        "--num-interactions", type=int, required=True, metavar="N", help="rows to write"
+    )
+    synth.add_argument(
+        "--num-users", type=int, metavar="N", help="users (default: num_interactions / 40)"
+    )
+    synth.add_argument(
+        "--num-items", type=int, metavar="N", help="items (default: num_interactions / 100)"
+    )
+    synth.add_argument(
+        "--num-topics", type=int, metavar="N", help="planted tastes (default: ~sqrt(items)/2)"
+    )
+    synth.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed; the same seed gives the same bytes (default: 0)",
+    )
+    synth.add_argument(
+        "--format", choices=("csv", "parquet"), help="output format (default: from --out suffix)"
+    )
     synth.add_argument("--items-out", metavar="PATH", help="also write item_id,title,genre CSV")
     synth.set_defaults(func=run_synth)
 
@@ -98,7 +120,10 @@ def _load(args):
 
     try:
         return load_interactions(
-            args.path, import_options(args), check_minimums=not args.no_minimums
+            args.path,
+            import_options(args),
+            check_minimums=not args.no_minimums,
+            log_warnings=False,  # the printed report lists them
         )
     except DataValidationError as exc:
         report = getattr(exc, "report", None)

@@ -13,7 +13,7 @@ def register(subparsers) -> None:
         help="serve a model over HTTP (SageMaker endpoints and batch transform)",
         description="Serve /ping, /invocations and /execution-parameters with gunicorn. "
         "Deployment options come from environment variables (MFREC_*, SAGEMAKER_*): see "
-        "the README's serving section.",
+        "docs/serving.md.",
     )
     serve.add_argument(
         "--model-dir",

@@ -45,6 +45,7 @@ def load_interactions(
     path: str | Path,
     options: ImportOptions | None = None,
     check_minimums: bool = True,
+    log_warnings: bool = True,
 ) -> tuple[Interactions, DataReport]:
     """Read, check and convert every interaction file under ``path``.
 
@@ -54,6 +55,8 @@ def load_interactions(
     options : see :class:`ImportOptions`.
     check_minimums : refuse data below Amazon Personalize's hard minimum (1,000 interactions;
         25 users with at least 2 interactions each); otherwise only warn.
+    log_warnings : log the report's warnings (False when the caller prints the report, which
+        lists them, so that they are said once).
 
     Returns
     -------
@@ -90,7 +93,7 @@ def load_interactions(
         path,
         stats.dropped_summary(),
     )
-    for warning in report.warnings:
+    for warning in report.warnings if log_warnings else ():
         logger.warning("%s", warning)
     refusal = report.refusal()
     if refusal and check_minimums:

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, fields
 from mfrec.train.errors import ConfigError
 from mfrec.train.ingest.columns import ROLES
 
-_CHOICES = {
+#: The allowed values of the options that have fixed ones (the CLI shows them in --help).
+CHOICES = {
     "duplicates": ("keep", "first", "sum"),
     "on_bad_rows": ("error", "skip"),
     "header": ("auto", "yes", "no"),
@@ -48,7 +49,7 @@ class ImportOptions:
     header: str = "auto"
 
     def __post_init__(self) -> None:
-        for name, allowed in _CHOICES.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"{name}={getattr(self, name)!r} is not valid; use one of {', '.join(allowed)}"
@@ -106,7 +107,7 @@ def _parse(name: str, raw, text: str):
         return tuple(str(t).strip() for t in items if str(t).strip())
     if name == "event_type_weights":
         return _parse_weights(raw, text)
-    if name in _CHOICES:
+    if name in CHOICES:
         text = {"true": "yes", "false": "no"}.get(text.lower(), text.lower())
     return text
 
