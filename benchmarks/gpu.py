@@ -1,23 +1,30 @@
-"""Benchmark T on a CUDA GPU: throughput, memory bandwidth, where the time goes, and the peers.
+"""Benchmark T on a CUDA GPU: throughput, kernels and bytes per step, where the time goes.
 
-Per synthetic size (default 10M and 100M interactions, made by mfrec's own generator):
+Per synthetic size (default 10M interactions, made by mfrec's own generator):
 
 - **throughput**: mfrec's training loop at ``embedding_dim`` 64 (otherwise its defaults): one
-  warm-up epoch, then the median of ``--epochs`` timed epochs; interactions per second =
-  FIT interactions / epoch seconds (target ≥ 20M/s on one H100);
-- **memory bandwidth**: the bytes an epoch must move (estimated, see :func:`bytes_per_step`)
-  per epoch second, against a measured device-to-device copy (read + write bytes per second);
-- **breakdown**: ``torch.profiler`` over a slice of an epoch, device time per phase: shuffle,
-  negative sampling, forward (scores and loss), backward, optimizer;
+  warm-up epoch, then the median of ``--epochs`` timed epochs, or, with ``--steps N``, N timed
+  steps after a short warm-up (so that a 100M run fits one 10-minute device call); interactions
+  per second = interactions trained / seconds (target ≥ 20M/s on one H100/H200);
+- **kernels per step**: ATen ops per step from ``torch.profiler`` (:func:`benchmarks.stepcost.
+  count_ops`; target ≤ 40);
+- **memory bandwidth**: the bytes a step really touches (:func:`benchmarks.stepcost.
+  bytes_per_step`) per second, against the card's peak (H100 SXM 3.35 TB/s, H200 4.8 TB/s)
+  and a measured device-to-device copy (read + write bytes per second);
+- **wall vs busy**: wall-clock microseconds per step against the device's busy time (the sum
+  of its kernels' times; on the CPU, of the ops' self times): a launch-bound step has busy far
+  below wall;
+- **breakdown**: device time per phase (sampling, forward, backward, optimizer) over steps
+  profiled after the epoch's shuffle; the shuffle (one ``randperm`` per epoch) is timed on its
+  own and shown per step, amortised over the epoch;
 - **peers, as in benchmarks.speed**: mfrec (defaults with embedding_dim 64) and the naive loop
-  on the GPU, implicit's ALS on all CPU cores, each in its own process: epoch time, time to
-  the VALID plateau, peak RSS, plus peak GPU memory for the profile run.
+  on the GPU, implicit's ALS on all CPU cores, each in its own process.
 
-    python -m benchmarks.gpu                    # 10M and 100M (needs a CUDA device)
-    python -m benchmarks.gpu --sizes 10m        # one size per call fits a 10-minute slot
+    python -m benchmarks.gpu                                  # 10M (needs a CUDA device)
+    python -m benchmarks.gpu --sizes 100m --steps 300 --skip-peers   # fits a 10-minute call
 
-Without CUDA it stops at once with a message saying so (``--allow-cpu`` runs the same code on
-the CPU, for testing this script).
+Without CUDA it stops at once with a message saying so; ``--allow-cpu`` runs the same code on
+the CPU (always on the CPU, even where a GPU is present: for testing this script).
 """
 
 from __future__ import annotations
@@ -30,22 +37,23 @@ import statistics
 import time
 from pathlib import Path
 
-from benchmarks import common, speed
+from benchmarks import common, speed, stepcost
 
 logger = logging.getLogger(__name__)
 
 TARGET_INTERACTIONS_PER_SECOND = 20e6
+TARGET_KERNELS_PER_STEP = 40
 PHASES = ("shuffle", "sampling", "forward", "backward", "optimizer")
 
 
 def require_device(allow_cpu: bool):
-    """CUDA device 0, or exit with a message saying what is missing."""
+    """The CPU with ``allow_cpu``, else CUDA device 0, or exit saying what is missing."""
     import torch
 
-    if torch.cuda.is_available():
-        return torch.device("cuda")
     if allow_cpu:
         return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
     raise SystemExit(
         "benchmarks.gpu needs a CUDA GPU: torch.cuda.is_available() is False here (torch "
         f"{torch.__version__}, CUDA build {torch.version.cuda}). Run it on a CUDA machine with a "
@@ -76,75 +84,149 @@ def copy_bandwidth(device, megabytes: int = 1024, repeats: int = 10) -> float:
     return 2 * source.numel() * 4 / seconds / 1e9
 
 
-def bytes_per_step(trainer, batch_size: int) -> dict:
-    """An estimate of the memory traffic of one training step, in bytes.
-
-    - every trainable table, once per step: the dense gradient is allocated and zero-filled
-      (1 write), Adam reads parameter, gradient and two moments and writes three (7): 8 passes
-      when gradients are dense; with sparse gradients only the rows touched (counted below);
-    - the rows a batch gathers (users, positives, negatives) and their biases: read in the
-      forward pass, accumulated into the gradient in the backward pass (read + write).
-    """
+def step_bytes(trainer) -> dict:
+    """:func:`benchmarks.stepcost.bytes_per_step` of ``trainer``'s configuration."""
     config, model = trainer.config, trainer.model
-    dim = model.user_embeddings.shape[1]
-    row = (dim + 1) * 4  # embedding row and its bias, float32
-    negatives = config.negatives if trainer.shared else batch_size * config.negatives
-    gathered = (2 * batch_size + negatives) * row * 3
-    dense = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad) * 8
-    return {"gathered": gathered, "dense_tables": dense, "total": gathered + dense}
+    bias_rows = sum(p.numel() for p in model.bias_parameters())
+    return stepcost.bytes_per_step(
+        trainer.step_rows,
+        config.negatives,
+        trainer.shared,
+        config.embedding_dim,
+        bias_rows,
+        popularity=config.negative_sampling == "popularity",
+    )
 
 
 def phase_of(name: str) -> str:
     """The phase of a top-level profiler event (a CPU op or a record_function range)."""
     lowered = name.lower()
-    if lowered.startswith("optimizer.") or "adam" in lowered:
+    if lowered.startswith("optimizer.") or "adam" in lowered or "zero_grad" in lowered:
         return "optimizer"
     if lowered.startswith("autograd::engine") or "backward" in lowered:
         return "backward"
     if "randperm" in lowered:
         return "shuffle"
-    if any(word in lowered for word in ("randint", "multinomial", "searchsorted", "uniform_")):
+    if any(word in lowered for word in ("randint", "aten::rand", "uniform_", "multinomial")):
         return "sampling"
-    if "zero_grad" in lowered:
-        return "optimizer"
     return "forward"
 
 
-def breakdown(trainer, device, steps: int) -> dict:
-    """Share of device time (CPU time on the CPU) per phase over ``steps`` training steps."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+def run_steps(trainer, count: int, on_batch=None) -> None:
+    """Train ``count`` steps, across epoch ends (a trainer stopped mid-epoch resumes there)."""
     done = {"steps": 0}
 
-    def stop() -> bool:
-        return done["steps"] >= steps
-
-    def count() -> None:
+    def batch() -> None:
         done["steps"] += 1
+        if on_batch is not None:
+            on_batch()
 
-    with profile(activities=activities) as prof:
-        trainer.run_epoch(should_stop=stop, on_batch=count)
+    while done["steps"] < count:
+        trainer.run_epoch(should_stop=lambda: done["steps"] >= count, on_batch=batch)
+
+
+def shuffle_seconds(trainer, device) -> float:
+    """Seconds of one epoch's shuffle (a randperm of the interactions) on ``device``."""
+    import torch
+
+    generator = torch.Generator(device).manual_seed(0)
+    torch.randperm(len(trainer.users), generator=generator, device=device)
+    synchronize(device)
+    started = time.perf_counter()
+    torch.randperm(len(trainer.users), generator=generator, device=device)
+    synchronize(device)
+    return time.perf_counter() - started
+
+
+def breakdown(trainer, device, steps: int) -> dict:
+    """Phases, kernels, wall and busy time over ``steps`` steps, profiled after two unprofiled
+    steps (so that an epoch's shuffle and first-call costs stay out)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    clock = {}
+
+    with profile(
+        activities=activities, record_shapes=True, schedule=schedule(wait=1, warmup=1, active=steps)
+    ) as prof:
+
+        def on_batch() -> None:
+            prof.step()
+            if prof.step_num == 2:
+                synchronize(device)
+                clock["start"] = time.perf_counter()
+
+        run_steps(trainer, steps + 2, on_batch)
         synchronize(device)
+        clock["end"] = time.perf_counter()
+    events = prof.events()
     totals = dict.fromkeys(PHASES, 0.0)
-    for event in prof.events():
-        if event.cpu_parent is not None:
+    busy = 0.0
+    for event in events:
+        if cuda and event.device_type == DeviceType.CUDA:
+            busy += event.self_device_time_total
+        elif not cuda and event.name.startswith("aten::"):
+            busy += event.self_cpu_time_total
+        parent = event.cpu_parent
+        if event.name.startswith("ProfilerStep") or event.device_type != DeviceType.CPU:
+            continue
+        if parent is not None and not parent.name.startswith("ProfilerStep"):
             continue  # counted in its top-level parent
-        if device.type == "cuda":
-            spent = getattr(event, "device_time_total", None) or event.cuda_time_total
-        else:
-            spent = event.cpu_time_total
+        spent = event.device_time_total if cuda else event.cpu_time_total
         totals[phase_of(event.name)] += spent
-    whole = sum(totals.values()) or 1.0
+    per_step = {k: v / steps for k, v in totals.items()}
+    per_step["shuffle"] = shuffle_seconds(trainer, device) * 1e6 / trainer.steps_per_epoch
+    whole = sum(per_step.values()) or 1.0
     return {
-        "steps": done["steps"],
-        "microseconds_per_step": {k: v / max(1, done["steps"]) for k, v in totals.items()},
-        "share": {k: v / whole for k, v in totals.items()},
+        "steps": steps,
+        "microseconds_per_step": per_step,
+        "share": {k: v / whole for k, v in per_step.items()},
+        "wall_microseconds_per_step": (clock["end"] - clock["start"]) * 1e6 / steps,
+        "busy_microseconds_per_step": busy / steps,
+        "ops": stepcost.count_ops(events, steps),
+    }
+
+
+def time_training(trainer, device, epochs: int, steps: int) -> dict:
+    """Warm-up, then ``epochs`` timed epochs (median), or ``steps`` timed steps."""
+    if steps:
+        started = time.perf_counter()
+        run_steps(trainer, min(steps, 20))
+        synchronize(device)
+        warmup = time.perf_counter() - started
+        started = time.perf_counter()
+        run_steps(trainer, steps)
+        synchronize(device)
+        seconds = time.perf_counter() - started
+        return {
+            "warmup_seconds": warmup,
+            "timed_steps": steps,
+            "step_seconds": seconds / steps,
+            "interactions_per_second": steps * trainer.step_rows / seconds,
+        }
+    started = time.perf_counter()
+    trainer.run_epoch()  # warm-up: kernels, allocator, caches
+    warmup = time.perf_counter() - started
+    times = []
+    for _ in range(epochs):
+        started = time.perf_counter()
+        trainer.run_epoch()  # ends with .item(): the device has finished the epoch
+        synchronize(device)
+        times.append(time.perf_counter() - started)
+    epoch_seconds = statistics.median(times)
+    return {
+        "warmup_seconds": warmup,
+        "epoch_seconds": epoch_seconds,
+        "epoch_seconds_all": times,
+        "step_seconds": epoch_seconds / trainer.steps_per_epoch,
+        "interactions_per_second": len(trainer.users) / epoch_seconds,
     }
 
 
 def profile_worker(args) -> int:
-    """Throughput, bandwidth and breakdown of mfrec's loop on one dataset (its own process)."""
+    """Throughput, kernels, bandwidth and breakdown of mfrec's loop on one dataset."""
     import torch
 
     from mfrec.train.config import TrainConfig
@@ -156,40 +238,32 @@ def profile_worker(args) -> int:
     hyperparameters.update(dict(item.split("=", 1) for item in args.mfrec_set))
     config = TrainConfig.from_hyperparameters(hyperparameters)
     trainer = Trainer(fit, config, device, horizon_epochs=config.num_epochs)
-    started = time.perf_counter()
-    trainer.run_epoch()  # warm-up: kernels, allocator, caches
-    warmup = time.perf_counter() - started
-    times = []
-    for _ in range(args.epochs):
-        started = time.perf_counter()
-        trainer.run_epoch()  # ends with .item(): the device has finished the epoch
-        synchronize(device)
-        times.append(time.perf_counter() - started)
-    epoch_seconds = statistics.median(times)
-    traffic = bytes_per_step(trainer, config.batch_size)
-    epoch_bytes = traffic["total"] * trainer.steps_per_epoch
+    timing = time_training(trainer, device, args.epochs, args.steps)
+    traffic = step_bytes(trainer)
     copy = copy_bandwidth(device, megabytes=args.copy_megabytes)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = stepcost.peak_bandwidth(name)
+    achieved = traffic["total"] / timing["step_seconds"] / 1e9
     result = {
         "size": args.size,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device": name,
         "fit_interactions": len(fit),
         "num_users": fit.num_users,
         "num_items": fit.num_items,
         "config": config.to_dict(),
-        "warmup_epoch_seconds": warmup,
-        "epoch_seconds": epoch_seconds,
-        "epoch_seconds_all": times,
-        "interactions_per_second": len(fit) / epoch_seconds,
+        **timing,
         "bytes_per_step": traffic,
-        "achieved_gb_per_second": epoch_bytes / epoch_seconds / 1e9,
+        "achieved_gb_per_second": achieved,
         "copy_gb_per_second": copy,
+        "bandwidth_share_of_copy": achieved / copy,
+        "peak_gb_per_second": peak / 1e9 if peak else None,
+        "bandwidth_share_of_peak": achieved * 1e9 / peak if peak else None,
         "breakdown": breakdown(trainer, device, args.profile_steps),
         "peak_rss_mib": common.peak_rss_mib(),
         "peak_device_memory_mib": (
             torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
         ),
     }
-    result["bandwidth_share_of_copy"] = result["achieved_gb_per_second"] / copy
     Path(args.result_file).write_text(json.dumps(result, default=float))
     return 0
 
@@ -201,14 +275,19 @@ def tables(results: dict, args) -> list[common.Table]:
             "dataset",
             "device",
             "FIT interactions",
-            "s / epoch",
+            "s / step",
             "interactions / s (target ≥ 20M)",
-            "achieved GB/s (estimate)",
-            "copy GB/s",
-            "share of copy",
+            "kernels / step (target ≤ 40)",
+            "wall µs / step",
+            "busy µs / step",
             "peak GPU MiB",
         ],
     )
+    bandwidth = common.Table(
+        title="T (GPU) — memory traffic of a step against the card",
+        columns=["dataset", "MB / step", "achieved GB/s", "copy GB/s", "share of copy",
+                 "card peak GB/s", "share of peak"],
+    )  # fmt: skip
     phases = common.Table(
         title="T (GPU) — where an mfrec training step spends its device time",
         columns=["dataset", *PHASES, "µs / step"],
@@ -217,31 +296,47 @@ def tables(results: dict, args) -> list[common.Table]:
         prof = found["profile"]
         rate = prof["interactions_per_second"]
         met = "met" if rate >= TARGET_INTERACTIONS_PER_SECOND else "NOT met"
+        ops = prof["breakdown"]["ops"]["kernels_per_step"]
+        ops_met = "met" if ops <= TARGET_KERNELS_PER_STEP else "NOT met"
         throughput.rows.append(
             [
                 size,
                 prof["device"],
                 prof["fit_interactions"],
-                prof["epoch_seconds"],
-                f"{rate / 1e6:.1f}M ({met})",
+                prof["step_seconds"],
+                f"{rate / 1e6:.2f}M ({met})",
+                f"{ops:.0f} ({ops_met})",
+                prof["breakdown"]["wall_microseconds_per_step"],
+                prof["breakdown"]["busy_microseconds_per_step"],
+                prof["peak_device_memory_mib"],
+            ]
+        )
+        bandwidth.rows.append(
+            [
+                size,
+                prof["bytes_per_step"]["total"] / 1e6,
                 prof["achieved_gb_per_second"],
                 prof["copy_gb_per_second"],
                 prof["bandwidth_share_of_copy"],
-                prof["peak_device_memory_mib"],
+                prof["peak_gb_per_second"],
+                prof["bandwidth_share_of_peak"],
             ]
         )
         share = prof["breakdown"]["share"]
         per_step = sum(prof["breakdown"]["microseconds_per_step"].values())
         phases.rows.append([size, *(f"{share[p]:.0%}" for p in PHASES), per_step])
     peers = {size: found["speed"] for size, found in results.items() if found.get("speed")}
-    return [throughput, phases, *(speed.tables(peers, args) if peers else [])]
+    return [throughput, bandwidth, phases, *(speed.tables(peers, args) if peers else [])]
 
 
 def parse_args(argv):
     parser = speed.build_parser("python -m benchmarks.gpu", __doc__)
-    parser.set_defaults(sizes="10m,100m", device="cuda", threads=os.cpu_count() or 1)
+    parser.set_defaults(sizes="10m", device="cuda", threads=os.cpu_count() or 1)
     parser.add_argument("--embedding-dim", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after a warm-up")
+    parser.add_argument(
+        "--steps", type=int, default=0, help="time this many steps instead of whole epochs"
+    )
     parser.add_argument("--profile-steps", type=int, default=50)
     parser.add_argument("--copy-megabytes", type=int, default=1024)
     parser.add_argument("--skip-peers", action="store_true", help="throughput and profile only")
@@ -266,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         speed.prepare(size, args)
         passed = ["--size", size, *speed.shared_args(args), "--profile-worker"]
         passed += ["--embedding-dim", str(args.embedding_dim), "--epochs", str(args.epochs)]
+        passed += ["--steps", str(args.steps)]
         passed += ["--profile-steps", str(args.profile_steps)]
         passed += ["--copy-megabytes", str(args.copy_megabytes)]
         if args.allow_cpu:
@@ -280,8 +376,11 @@ def main(argv: list[str] | None = None) -> int:
         results[size] = found
     notes = [
         f"mfrec and the naive loop on {device.type}; implicit's ALS on {args.threads} CPU threads",
-        "achieved GB/s = estimated bytes per step (benchmarks.gpu.bytes_per_step) × steps / epoch "
-        "seconds; copy GB/s = (read + write) bytes of a device-to-device copy per second",
+        "achieved GB/s = bytes a step touches (benchmarks.stepcost.bytes_per_step) / seconds "
+        "per step; copy GB/s = (read + write) bytes of a device-to-device copy per second; "
+        "card peak from the data sheet (H100 SXM 3.35 TB/s, H200 4.8 TB/s)",
+        "kernels / step: leaf ATen ops per step (benchmarks.stepcost.count_ops); busy µs = "
+        "the device's kernel time (CPU: the ops' self time) per step",
     ]
     return common.write_and_print(
         header, tables(results, args), {"datasets": results}, notes, args.out_dir

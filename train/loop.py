@@ -3,12 +3,20 @@
 The device is chosen once; the interaction arrays are moved to it once; each epoch shuffles
 with :func:`torch.randperm` on the device and trains in large batches. Nothing synchronises
 with the device (``.item()``) except at the end of an epoch, where the loss is logged.
+
+Every step has the same shapes: the last batch of an epoch is padded to ``batch_size`` with
+copies of its first interaction at weight 0 (their gradients are exactly 0 and they touch no
+other row), user and item embeddings live in one table (one gather, one optimizer step), and
+:class:`~mfrec.train.optim.RowAdam` never reads a data-dependent size back. A step is therefore
+capturable; ``MFREC_COMPILE=1`` in the environment runs its scoring, loss and optimizer
+through :func:`torch.compile` (negative sampling stays outside, with its generator).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -18,7 +26,7 @@ from mfrec.train.errors import TrainingDivergedError
 from mfrec.train.interactions import Interactions
 from mfrec.train.losses import LOSS_FUNCTIONS, SHARED_NEGATIVES
 from mfrec.train.model import MatrixFactorization
-from mfrec.train.optim import RowAdam
+from mfrec.train.optim import RowAdam, row_adam_update
 from mfrec.train.recency import training_weights
 from mfrec.train.sampling import NegativeSampler, PositiveSet
 
@@ -29,6 +37,8 @@ logger = logging.getLogger(__name__)
 DIVERGENCE_FACTOR = 10.0
 # Peak learning rate of each cosine restart past the horizon, relative to the previous cycle's.
 RESTART_DECAY = 0.5
+# Set to 1 to run the step's scoring, loss and optimizer through torch.compile.
+COMPILE_ENV = "MFREC_COMPILE"
 
 
 class Trainer:
@@ -58,15 +68,19 @@ class Trainer:
         self.model = MatrixFactorization(
             data.num_users, data.num_items, config.embedding_dim, config.user_bias, config.seed
         ).to(device)
+        # User and item embeddings in one table (the model's parameters are views of it): a step
+        # gathers all its rows with one index_select and updates them with one optimizer step.
+        model = self.model
+        self.num_users = data.num_users
+        self.embeddings = torch.cat([model.user_embeddings.data, model.item_embeddings.data])
+        model.user_embeddings.data = self.embeddings[: data.num_users]
+        model.item_embeddings.data = self.embeddings[data.num_users :]
         # Lazy Adam on the embeddings: a step gathers its rows, back-propagates into them only
         # and updates only them, so it costs O(batch) rather than O(num_users + num_items).
-        # The biases are small and dense.
-        self.embedding_optimizer = RowAdam(
-            [self.model.user_embeddings.data, self.model.item_embeddings.data],
-            lr=config.learning_rate,
-        )
+        # The biases are small and dense (one fused Adam kernel).
+        self.embedding_optimizer = RowAdam([self.embeddings], lr=config.learning_rate)
         self.bias_optimizer = torch.optim.Adam(
-            self.model.bias_parameters(), lr=config.learning_rate
+            model.bias_parameters(), lr=config.learning_rate, fused=True
         )
         # Two generators: the shuffle's is rewound to the start of an interrupted epoch on
         # resume, the sampler's continues from where it stopped.
@@ -78,18 +92,31 @@ class Trainer:
         self.loss_fn = LOSS_FUNCTIONS[config.loss]
         self.untrained_loss = float(self.loss_fn(torch.zeros(1), torch.zeros(1, config.negatives)))
         self.shared = config.loss in SHARED_NEGATIVES
+        # The softmax's logQ correction, folded into the gathered item biases (one subtraction).
+        self.item_logq = self.sampler.log_prob(torch.arange(data.num_items, device=device))
+        if not self.shared:
+            self.item_logq = None
         # Pairwise losses skip sampled "negatives" the user actually interacted with; the
         # softmax, a likelihood over all items, only removes each row's own positive.
         self.positives = (
             None if self.shared else PositiveSet(self.users, self.items, data.num_items)
         )
         self.steps_per_epoch = max(1, math.ceil(len(self.users) / config.batch_size))
+        # A data set smaller than a batch trains in one step of its own size.
+        self.step_rows = min(config.batch_size, len(self.users)) or 1
         self.total_steps = horizon_epochs * self.steps_per_epoch
         self.epoch = 0  # completed epochs
         self.batch = 0  # completed batches of the current epoch
         self.step = 0
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         self._shuffle_state = self.shuffle_generator.get_state()
+        self._scores_and_loss = self._forward
+        self._row_update = row_adam_update
+        self._step_size = None
+        if os.environ.get(COMPILE_ENV, "") == "1":
+            self._step_size = torch.zeros((), device=device)
+            self._scores_and_loss = torch.compile(self._forward, dynamic=False)
+            self._row_update = torch.compile(row_adam_update, dynamic=False)
 
     def learning_rate(self, step: int) -> float:
         """Linear warm-up over ``warmup_epochs``, then constant or cosine decay to 0 over the
@@ -130,25 +157,23 @@ class Trainer:
         # The shuffle generator restarts from its state at the start of this epoch, so that an
         # epoch resumed mid-way sees the same order as the one that was interrupted.
         self.shuffle_generator.set_state(self._shuffle_state)
-        order = torch.randperm(
-            len(self.users), generator=self.shuffle_generator, device=self.device
-        )
-        batch_size = self.config.batch_size
+        order, weights, valid = self._epoch_order()
+        rows = self.step_rows
         while self.batch < self.steps_per_epoch:
             if should_stop():
                 return None
-            index = order[self.batch * batch_size : (self.batch + 1) * batch_size]
+            batch = slice(self.batch * rows, (self.batch + 1) * rows)  # views: no kernel
             rate = self.learning_rate(self.step)
             self.embedding_optimizer.lr = rate
             for group in self.bias_optimizer.param_groups:
                 group["lr"] = rate
-            self.bias_optimizer.zero_grad(set_to_none=True)
-            ranking_loss, loss, rows = self._loss(index)
-            loss.backward()
-            self.bias_optimizer.step()
-            for table, (row_index, gathered) in enumerate(rows):
-                self.embedding_optimizer.step(table, row_index, gathered.grad)
-            self.loss_sum += ranking_loss.detach()
+            with torch.profiler.record_function("Trainer.step"):  # one range in a profile
+                self.bias_optimizer.zero_grad(set_to_none=True)
+                ranking_loss, gathered = self._loss(order[batch], weights[batch], valid[batch])
+                ranking_loss.backward()
+                self.bias_optimizer.step()
+                self._update_rows(gathered, valid[batch])
+                self.loss_sum += ranking_loss.detach()
             self.batch += 1
             self.step += 1
             if on_batch is not None:
@@ -160,45 +185,104 @@ class Trainer:
         self._check_diverged(mean_loss)
         return mean_loss
 
-    def _loss(self, index: torch.Tensor):
-        """(ranking loss, ranking loss + L2 penalty, gathered rows) of one batch.
+    def _epoch_order(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This epoch's interaction order, padded to whole batches, with each position's loss
+        weight (0 for padding) and share of its batch's real rows (1 / real rows, 0 for
+        padding), all (steps_per_epoch * step_rows,).
 
-        The rows are ``[(user rows, user vectors), (item rows, item vectors)]``: the embedding
-        rows the batch read, gathered as leaf tensors whose ``.grad`` the backward pass fills.
+        Padding repeats the first interaction of the last batch: its rows are touched by that
+        batch anyway, and at weight 0 its gradients are exactly 0, so padding changes nothing
+        but the shapes."""
+        count = len(self.users)
+        order = torch.randperm(count, generator=self.shuffle_generator, device=self.device)
+        padding = self.steps_per_epoch * self.step_rows - count
+        valid = torch.ones(count, device=self.device)
+        weights = valid if self.weights is None else self.weights.index_select(0, order)
+        if padding:
+            last_first = order[(self.steps_per_epoch - 1) * self.step_rows]
+            order = torch.cat([order, last_first.expand(padding)])
+            valid = torch.cat([valid, valid.new_zeros(padding)])
+            weights = torch.cat([weights, weights.new_zeros(padding)])
+        # valid becomes 1 / (real rows of its batch) on real rows: a mean is then one sum.
+        valid = valid.view(self.steps_per_epoch, -1)
+        valid = (valid / valid.sum(dim=1, keepdim=True)).view(-1)
+        return order, weights, valid
+
+    def _loss(self, index: torch.Tensor, weights: torch.Tensor, valid: torch.Tensor):
+        """(ranking loss, gathered rows) of one batch (the L2 penalty is added to the
+        gradients by :meth:`_update_rows`).
+
+        The gathered rows are a leaf tensor ``(rows, vectors)``: users, positive items, then
+        negative items, whose ``.grad`` the backward pass fills.
         """
-        config, model = self.config, self.model
+        config, size = self.config, len(index)
         # index_select rather than [index] throughout: several times faster on a CPU.
         user_idx = self.users.index_select(0, index)
         item_idx = self.items.index_select(0, index)
-        weights = None if self.weights is None else self.weights.index_select(0, index)
         if self.shared:
             negative_idx = self.sampler.sample((config.negatives,))
+            mask = negative_idx[None, :] != item_idx[:, None]
         else:
-            negative_idx = self.sampler.sample((len(index), config.negatives))
+            negative_idx = self.sampler.sample((size, config.negatives))
+            # Padding rows take the first row's negatives: rows that batch touches anyway.
+            negative_idx = torch.where(valid[:, None] > 0, negative_idx, negative_idx[:1])
+            mask = ~self.positives.contains(user_idx, negative_idx)
         item_rows = torch.cat([item_idx, negative_idx.reshape(-1)])
-        users = model.user_embeddings.detach().index_select(0, user_idx).requires_grad_()
-        items = model.item_embeddings.detach().index_select(0, item_rows).requires_grad_()
-        positive_vectors, negative_vectors = items[: len(item_idx)], items[len(item_idx) :]
-        positive = model.score_rows(users, positive_vectors, user_idx, item_idx)
-        extra = {}
+        row_index = torch.cat([user_idx, item_rows + self.num_users])
+        gathered = self.embeddings.index_select(0, row_index).requires_grad_()
+        biases = self.model.item_biases.index_select(0, item_rows)
+        if self.item_logq is not None:
+            biases = biases - self.item_logq.index_select(0, item_rows)
+        user_biases = None
+        if self.config.user_bias:
+            user_biases = self.model.user_biases.index_select(0, user_idx)
+        ranking_loss = self._scores_and_loss(gathered, biases, user_biases, mask, weights)
+        return ranking_loss, (row_index, gathered)
+
+    def _forward(self, gathered, biases, user_biases, mask, weights):
+        """Scores and ranking loss from the gathered rows (the compiled part)."""
+        size = len(weights)
+        # split rather than slices: its backward is one cat, not one zero-filled gradient per
+        # slice.
+        users, positives, negatives = gathered.split([size, size, len(gathered) - 2 * size])
+        positive_biases, negative_biases = biases.split([size, len(biases) - size])
+        positive = (users * positives).sum(dim=1) + positive_biases
         if self.shared:
-            negative = model.score_rows(
-                users, negative_vectors, user_idx, negative_idx, shared=True
-            )
-            extra["negative_mask"] = negative_idx[None, :] != item_idx[:, None]
-            if config.negative_sampling == "popularity":
-                extra["positive_logq"] = self.sampler.log_prob(item_idx)
-                extra["negative_logq"] = self.sampler.log_prob(negative_idx)
+            negative = torch.addmm(negative_biases, users, negatives.T)
         else:
-            negative_vectors = negative_vectors.reshape(*negative_idx.shape, -1)
-            negative = model.score_rows(users, negative_vectors, user_idx, negative_idx)
-            extra["negative_mask"] = ~self.positives.contains(user_idx, negative_idx)
-        loss = self.loss_fn(positive, negative, weights, **extra)
-        rows = [(user_idx, users), (item_rows, items)]
-        if config.l2 == 0:
-            return loss, loss, rows
-        norms = users.pow(2).sum(dim=1) + positive_vectors.pow(2).sum(dim=1)
-        return loss, loss + config.l2 * norms.mean(), rows
+            negatives = negatives.view(size, -1, negatives.shape[1])
+            negative = torch.einsum("bd,bnd->bn", users, negatives)
+            negative = negative + negative_biases.view(negative.shape)
+        if user_biases is not None:
+            positive = positive + user_biases
+            negative = negative + user_biases[:, None]
+        return self.loss_fn(positive, negative, weights, negative_mask=mask)
+
+    @torch.no_grad()
+    def _update_rows(self, gathered, valid: torch.Tensor) -> None:
+        """The L2 penalty's gradient, then the lazy Adam step of the rows a batch gathered.
+
+        The penalty is ``l2`` times the mean over the batch's real rows of
+        ``|user|^2 + |positive item|^2``; its gradient, ``2 * l2 * valid * row`` on the user
+        and positive rows (``valid`` is 1 / real rows, 0 on padding), is added directly: one
+        kernel where autograd would take eight.
+        """
+        row_index, vectors = gathered
+        optimizer = self.embedding_optimizer
+        if self.config.l2:
+            front = vectors.grad[: 2 * len(valid)].view(2, len(valid), -1)
+            front.addcmul_(vectors[: 2 * len(valid)].view_as(front), valid[:, None],
+                           value=2 * self.config.l2)  # fmt: skip
+        with torch.profiler.record_function("RowAdam.step"):
+            step_size = optimizer.step_size(0)
+            optimizer.steps[0] += 1
+            if self._step_size is not None:  # compiled: a tensor, or each value recompiles
+                step_size = self._step_size.fill_(step_size)
+            beta1, beta2 = optimizer.betas
+            self._row_update(
+                self.embeddings, optimizer.moments[0], row_index, vectors.grad, step_size,
+                beta1, beta2, optimizer.eps,
+            )  # fmt: skip
 
     def _check_diverged(self, mean_loss: float) -> None:
         finite = math.isfinite(mean_loss) and all(
@@ -233,8 +317,13 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.embedding_optimizer.load_state_dict(state["embedding_optimizer"])
+        self.model.load_state_dict(state["model"])  # copies into the shared table
+        optimizer_state = dict(state["embedding_optimizer"])
+        if len(optimizer_state["steps"]) == 2:  # saved when users and items had two tables
+            optimizer_state["steps"] = optimizer_state["steps"][:1]
+            for name in ("exp_avg", "exp_avg_sq"):
+                optimizer_state[name] = [torch.cat(optimizer_state[name])]
+        self.embedding_optimizer.load_state_dict(optimizer_state)
         self.bias_optimizer.load_state_dict(state["bias_optimizer"])
         self._shuffle_state = state["shuffle_generator"]
         self.shuffle_generator.set_state(state["shuffle_generator"])

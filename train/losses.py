@@ -16,7 +16,7 @@ import torch.nn.functional as F
 def _mean(per_positive: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     if weights is None:
         return per_positive.mean()
-    return (per_positive * weights).sum() / weights.sum()
+    return torch.dot(per_positive, weights) / weights.sum()
 
 
 def _mean_over_negatives(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -89,11 +89,13 @@ def sampled_softmax_loss(
     if negative_logq is not None:
         negative = negative - negative_logq
         positive = positive - positive_logq
-    if negative_mask is not None:
-        negative = negative.masked_fill(~negative_mask, float("-inf"))
+    if negative_mask is not None:  # one kernel, where masked_fill(~mask) takes two
+        negative = torch.where(negative_mask, negative, float("-inf"))
     logits = torch.cat([positive[:, None], negative], dim=1)
-    per_positive = torch.logsumexp(logits, dim=1) - positive
-    return _mean(per_positive, weights)
+    # -log softmax of the positive column (= logsumexp(logits) - positive): one fused kernel
+    # each way where logsumexp takes several; the sign is applied to the mean, a scalar.
+    log_likelihood = F.log_softmax(logits, dim=1)[:, 0]
+    return -_mean(log_likelihood, weights)
 
 
 LOSS_FUNCTIONS = {

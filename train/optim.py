@@ -6,6 +6,13 @@ optimizer then adds up the gradients of repeated rows and applies Adam to the to
 the "lazy" Adam of :class:`torch.optim.SparseAdam` (moments of untouched rows are left as they
 are; one step count per table), with the same update formula, but without building and
 coalescing sparse gradient tensors, which cost more than the matrix products of a step on a CPU.
+
+Every shape in a step is fixed by ``len(index)``, and nothing waits for the device: repeated
+rows are found with a sort and a :func:`torch.searchsorted` (each position's key is the first
+position of its row in the sorted index) instead of :func:`torch.unique`, whose output size
+depends on the data and must be read back by the host. Each position then updates its row with
+its row's summed gradient; repeated positions write identical values. That keeps a step
+capturable (CUDA graphs, ``torch.compile``) and free of host synchronisations.
 """
 
 from __future__ import annotations
@@ -13,6 +20,48 @@ from __future__ import annotations
 import math
 
 import torch
+
+
+def row_adam_update(
+    table: torch.Tensor,
+    moments: torch.Tensor,
+    index: torch.Tensor,
+    grad: torch.Tensor,
+    step_size: float | torch.Tensor,
+    beta1: float,
+    beta2: float,
+    eps: float,
+) -> None:
+    """One lazy Adam step of the rows ``index`` of ``table``, in place (15 ATen ops).
+
+    Parameters
+    ----------
+    table : Tensor (rows, dim)
+    moments : Tensor (rows, 2, dim)
+        The first and second moments of each row, side by side (one gather, one scatter).
+    index : LongTensor (n,)
+        Rows touched by the step, repeats allowed (their gradients add up).
+    grad : Tensor (n, dim)
+    step_size : float or 0-d Tensor
+        ``lr * sqrt(1 - beta2^t) / (1 - beta1^t)``.
+    """
+    ordered = torch.sort(index).values
+    # The first position of each position's row in the sorted index: a key shared by repeats.
+    key = torch.searchsorted(ordered, index)
+    summed = torch.zeros_like(grad).index_add_(0, key, grad)  # in position order, as before
+    grad = summed.index_select(0, key)
+    state = moments.index_select(0, index)
+    exp_avg, exp_avg_sq = state[:, 0], state[:, 1]
+    exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    moments.index_copy_(0, index, state)  # repeats write identical values
+    denominator = exp_avg_sq.sqrt().add_(eps)
+    values = table.index_select(0, index)
+    if isinstance(step_size, torch.Tensor):
+        values.sub_(exp_avg.div_(denominator).mul_(step_size))
+    else:
+        values.addcdiv_(exp_avg, denominator, value=-step_size)
+    table.index_copy_(0, index, values)
 
 
 class RowAdam:
@@ -39,42 +88,40 @@ class RowAdam:
         self.betas = betas
         self.eps = eps
         self.steps = [0 for _ in self.tables]
-        self.exp_avg = [torch.zeros_like(table) for table in self.tables]
-        self.exp_avg_sq = [torch.zeros_like(table) for table in self.tables]
+        self.moments = [table.new_zeros((table.shape[0], 2, table.shape[1])) for table in tables]
+
+    @property
+    def exp_avg(self) -> list[torch.Tensor]:
+        return [moments[:, 0] for moments in self.moments]
+
+    @property
+    def exp_avg_sq(self) -> list[torch.Tensor]:
+        return [moments[:, 1] for moments in self.moments]
+
+    def step_size(self, which: int) -> float:
+        """The step size of table ``which``'s next step (SparseAdam's bias correction)."""
+        beta1, beta2 = self.betas
+        step = self.steps[which] + 1
+        return self.lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
 
     @torch.no_grad()
     def step(self, which: int, index: torch.Tensor, grad: torch.Tensor) -> None:
         """One Adam step of table ``which`` from the gradients ``grad`` (len(index), dim) of
         the rows ``index`` (repeats allowed: their gradients add up, as for a dense step)."""
         with torch.profiler.record_function("RowAdam.step"):  # one phase in a profile
-            self._step(which, index, grad)
-
-    def _step(self, which: int, index: torch.Tensor, grad: torch.Tensor) -> None:
-        table = self.tables[which]
-        rows, inverse = torch.unique(index, return_inverse=True)
-        summed = torch.zeros((len(rows), table.shape[1]), dtype=grad.dtype, device=grad.device)
-        summed.index_add_(0, inverse, grad)
-        beta1, beta2 = self.betas
-        self.steps[which] += 1
-        step = self.steps[which]
-        # index_select/index_copy_ rather than [rows]: several times faster on a CPU.
-        exp_avg = self.exp_avg[which].index_select(0, rows)
-        exp_avg.mul_(beta1).add_(summed, alpha=1 - beta1)
-        exp_avg_sq = self.exp_avg_sq[which].index_select(0, rows)
-        exp_avg_sq.mul_(beta2).addcmul_(summed, summed, value=1 - beta2)
-        self.exp_avg[which].index_copy_(0, rows, exp_avg)
-        self.exp_avg_sq[which].index_copy_(0, rows, exp_avg_sq)
-        # SparseAdam's form: lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
-        step_size = self.lr * math.sqrt(1 - beta2**step) / (1 - beta1**step)
-        update = exp_avg.div_(exp_avg_sq.sqrt_().add_(self.eps))
-        values = table.index_select(0, rows).add_(update, alpha=-step_size)
-        table.index_copy_(0, rows, values)  # rows are unique: a copy, cheaper than index_add_
+            step_size = self.step_size(which)
+            self.steps[which] += 1
+            beta1, beta2 = self.betas
+            row_adam_update(
+                self.tables[which], self.moments[which], index, grad, step_size,
+                beta1, beta2, self.eps,
+            )  # fmt: skip
 
     def state_dict(self) -> dict:
         return {
             "steps": list(self.steps),
-            "exp_avg": [tensor.detach().cpu() for tensor in self.exp_avg],
-            "exp_avg_sq": [tensor.detach().cpu() for tensor in self.exp_avg_sq],
+            "exp_avg": [tensor.detach().cpu().clone() for tensor in self.exp_avg],
+            "exp_avg_sq": [tensor.detach().cpu().clone() for tensor in self.exp_avg_sq],
         }
 
     def load_state_dict(self, state: dict) -> None:

@@ -53,8 +53,8 @@ class NegativeSampler:
         uniform = torch.rand(
             shape, generator=self.generator, device=self.device, dtype=torch.float64
         )
-        index = torch.searchsorted(self._cdf, uniform, right=True)
-        return index.clamp_(max=self.num_items - 1)
+        # The last cdf entry is exactly 1 (x / x) and uniform < 1: the index is < num_items.
+        return torch.searchsorted(self._cdf, uniform, right=True)
 
     def log_prob(self, item_idx: torch.Tensor) -> torch.Tensor | None:
         """log of each item's sampling probability, or None when sampling is uniform (the

@@ -96,3 +96,63 @@ def test_learning_rate_schedule():
     constant = TrainConfig(learning_rate=0.1, lr_schedule="constant")
     constant = Trainer(small_data(), constant, CPU, horizon_epochs=4)
     assert {constant.learning_rate(step) for step in range(12)} == {0.1}
+
+
+def test_the_padded_last_batch_touches_only_its_real_rows():
+    # 9 interactions of 9 distinct users in batches of 8: the second step holds one real
+    # interaction and 7 padding copies at weight 0, so only that interaction's user may move.
+    data = Interactions.from_ids(np.arange(9), np.arange(9) % 3)
+    config = TrainConfig(embedding_dim=4, batch_size=8, num_negatives=2, seed=5)
+    trainer = Trainer(data, config, CPU, horizon_epochs=1)
+    order = torch.randperm(9, generator=torch.Generator().manual_seed(config.seed))
+    calls = iter(range(100))
+    assert trainer.run_epoch(should_stop=lambda: next(calls) == 1) is None  # after one step
+    before = trainer.model.user_embeddings.detach().clone()
+    trainer.run_epoch()
+    changed = (trainer.model.user_embeddings != before).any(dim=1).nonzero().flatten()
+    last_user = int(data.user_idx[order[8]])
+    assert changed.tolist() == [last_user]
+
+
+def _in_step(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None and parent.name != "Trainer.step":
+        parent = parent.cpu_parent
+    return parent is not None
+
+
+def test_every_step_has_the_same_ops_and_never_reads_back():
+    from torch.profiler import ProfilerActivity, profile
+
+    data = small_data(n=100)  # batches of 32: the fourth holds 4 real rows and 28 of padding
+    config = TrainConfig(embedding_dim=4, batch_size=32, num_epochs=1)
+    trainer = Trainer(data, config, CPU, horizon_epochs=1)
+    steps = []
+    for _ in range(trainer.steps_per_epoch):
+        calls = iter(range(2))
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            trainer.run_epoch(should_stop=lambda calls=calls: next(calls) == 1)  # one step
+        ops = [e for e in prof.events() if e.name.startswith("aten::") and _in_step(e)]
+        # On a CPU, fused Adam reads its step count from a CPU tensor (on a GPU it stays there).
+        read_back = [
+            e for e in ops if e.name == "aten::item" and e.cpu_parent.name != "aten::_fused_adam_"
+        ]
+        assert not read_back
+        steps.append(sorted((e.name, str(e.input_shapes)) for e in ops))
+    # The first step also creates the bias optimizer's state; the padded fourth is like the rest.
+    assert len(steps) == 4 and steps[3] == steps[2] == steps[1]
+
+
+@pytest.mark.slow
+# Warnings torch's compiler raises about its own internals (warnings are errors here).
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
+def test_the_compiled_step_trains_like_the_eager_one(monkeypatch):
+    config = TrainConfig(embedding_dim=4, num_epochs=2, batch_size=64)
+    eager, eager_losses = train(small_data(), config)
+    monkeypatch.setenv("MFREC_COMPILE", "1")
+    compiled, compiled_losses = train(small_data(), config)
+    assert compiled._step_size is not None  # the compiled path ran
+    assert compiled_losses == pytest.approx(eager_losses, rel=1e-5)
+    for a, b in zip(eager.model.parameters(), compiled.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

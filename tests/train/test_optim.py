@@ -2,7 +2,7 @@
 
 import torch
 
-from mfrec.train.optim import RowAdam
+from mfrec.train.optim import RowAdam, row_adam_update
 
 
 def _sparse_adam_reference(table, steps, lr):
@@ -53,3 +53,30 @@ def test_row_adam_state_round_trip_continues_identically():
         resumed.step(0, index, grad)
     assert resumed.steps == straight.steps == [3]
     torch.testing.assert_close(second, first, rtol=0, atol=0)
+
+
+def test_a_tensor_step_size_gives_the_float_step():
+    generator = torch.Generator().manual_seed(2)
+    index = torch.randint(6, (9,), generator=generator)  # repeats certain
+    grad = torch.randn(9, 3, generator=generator)
+    first = torch.randn(6, 3, generator=generator)
+    second = first.clone()
+    moments = [torch.zeros(6, 2, 3), torch.zeros(6, 2, 3)]
+    row_adam_update(first, moments[0], index, grad, 0.05, 0.9, 0.999, 1e-8)
+    row_adam_update(second, moments[1], index, grad, torch.tensor(0.05), 0.9, 0.999, 1e-8)
+    torch.testing.assert_close(second, first)
+    torch.testing.assert_close(moments[1], moments[0], rtol=0, atol=0)
+
+
+def test_a_step_reads_nothing_back_and_has_no_data_dependent_shape():
+    from torch.profiler import ProfilerActivity, profile
+
+    generator = torch.Generator().manual_seed(3)
+    table = torch.randn(50, 4, generator=generator)
+    optimizer = RowAdam([table], lr=0.1)
+    index = torch.randint(50, (40,), generator=generator)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        optimizer.step(0, index, torch.randn(40, 4, generator=generator))
+    names = {event.name for event in prof.events()}
+    assert not names & {"aten::item", "aten::_local_scalar_dense", "aten::_unique2"}
+    assert "aten::sort" in names  # the fixed-shape deduplication ran
