@@ -53,7 +53,9 @@ class TrainConfig:
     iteration, and ``unobserved_weight``, ``regularization``, ``ials_solver`` and ``cg_steps``
     are its own) or ``auto``: :mod:`mfrec.train.auto` fits both on the validation split and keeps
     the better (``sgd`` without validation data). Both are the same model family (user and item
-    embeddings, dot-product scores) and give the same artifact.
+    embeddings, dot-product scores) and give the same artifact. With ``model=auto``, the second
+    candidate (SGD) may take at most ``search_time_factor`` times the seconds the first (iALS)
+    took, probes and fit, and at least a minute (0: no limit; :mod:`mfrec.train.search`).
     """
 
     model: str = "auto"
@@ -80,6 +82,7 @@ class TrainConfig:
     regularization: float | None = None
     ials_solver: str = "cg"
     cg_steps: int = 3
+    search_time_factor: float = 3.0
 
     def __post_init__(self) -> None:
         for name, (check, allowed) in _RULES.items():
@@ -252,6 +255,7 @@ _RULES: dict[str, tuple[Callable, str]] = {
     "regularization": (_between(0, 1e6, open_low=True), "auto or numbers > 0 and <= 1e6"),
     "ials_solver": (_one_of(IALS_SOLVERS), ", ".join(IALS_SOLVERS)),
     "cg_steps": (_between(1, 100), "integers 1 to 100"),
+    "search_time_factor": (_between(0, 1e6), "numbers 0 (no limit) to 1e6"),
 }
 _KINDS = {
     f.name: {

@@ -3,13 +3,23 @@
 :class:`TrainingRun` holds everything a checkpoint must restore (the current phase's trainer,
 the history, the best epoch and its weights) and hands it to ``save`` after every epoch and
 when training is asked to stop (:mod:`mfrec.train.search` writes the checkpoint).
+
+Validation after each epoch scores every item for every validation user, which costs about as
+much as an iALS iteration. So the per-epoch scores that early stopping and the choice of the
+best epoch read come from at most :data:`MONITOR_USERS` validation users (a seeded sample, the
+same for every epoch and every model); when the fit ends, the best epoch's weights are scored
+once on **all** validation users, and those are the VALID metrics that choose between models
+and that the final metric line, ``metrics.json`` and ``model.json`` report.
 """
 
 from __future__ import annotations
 
+import copy
 import gc
 import logging
 import time
+
+import numpy as np
 
 from mfrec.train.metric_lines import LINE_ORDER, format_line
 from mfrec.train.metrics import evaluate, evaluate_popularity
@@ -21,13 +31,37 @@ logger = logging.getLogger(__name__)
 # A fit whose validation score still improves at ``num_epochs`` goes on, by ``num_epochs`` at a
 # time, up to this many times ``num_epochs`` in all.
 MAX_EXTENSIONS = 4
+# Validation users scored after each epoch (module docstring); the rest only at the end.
+MONITOR_USERS = 10_000
+
+
+def monitor_sample(holdout, seed: int, max_users: int = MONITOR_USERS):
+    """``holdout`` restricted to at most ``max_users`` of its users (seeded), or itself."""
+    users = np.unique(holdout.user_idx)
+    if len(users) <= max_users:
+        return holdout
+    chosen = np.random.default_rng(seed).choice(users, max_users, replace=False)
+    return holdout.subset(np.isin(holdout.user_idx, chosen))
 
 
 class TrainingRun:
     """The state of one training run across its phases, checkpointed after every epoch."""
 
-    def __init__(self, data, fit, holdout, config, device, out, should_stop, save=None) -> None:
+    def __init__(
+        self,
+        data,
+        fit,
+        holdout,
+        config,
+        device,
+        out,
+        should_stop,
+        save=None,
+        pop_metrics=None,
+        time_limit=None,
+    ) -> None:
         self.data, self.fit, self.holdout = data, fit, holdout
+        self.monitor = None if holdout is None else monitor_sample(holdout, config.seed)
         self.config, self.device, self.out, self.should_stop = config, device, out, should_stop
         self.save = save  # called with state_dict() after every epoch and on a stop
         self.label = None  # "model=<name>" in the metric lines when several models are fitted
@@ -41,7 +75,14 @@ class TrainingRun:
         self.best_metrics: dict = {}
         self.best_state: dict | None = None
         self.evals_since_best = 0
-        self.pop_metrics = evaluate_popularity(fit, holdout, device=device) if holdout else {}
+        self.best_in_full = False  # best_metrics scored on every validation user
+        # Seconds the fit phase may take (None: no limit); the search sets it (search.py).
+        self.time_limit = time_limit
+        self.fit_seconds = 0.0
+        self.stopped_by_time_limit = False
+        if pop_metrics is None and holdout is not None:
+            pop_metrics = evaluate_popularity(fit, holdout, device=device)
+        self.pop_metrics = pop_metrics or {}
 
     @property
     def refitted(self) -> bool:
@@ -85,7 +126,32 @@ class TrainingRun:
                     self.best_epoch,
                     self.epoch_limit,
                 )
+        self._validate_best_in_full()
         return False
+
+    def _validate_best_in_full(self) -> None:
+        """Score the best epoch's weights on every validation user (module docstring)."""
+        if self.best_in_full or self.best_state is None:
+            return
+        if self.monitor is not self.holdout:
+            model = copy.deepcopy(self.trainer.model)
+            model.load_state_dict(self.best_state)
+            started = time.perf_counter()
+            self.best_metrics = evaluate(
+                model, self.fit, self.holdout, progress=f"validating {self.config.model} (all)"
+            )
+            self.best_ndcg = self.best_metrics["ndcg@10"]
+            logger.info(
+                "%s: VALID NDCG@10 %.4f at epoch %d on all %d validation users (%.1f s; "
+                "the per-epoch figures were on a sample of %d)",
+                self.config.model,
+                self.best_ndcg,
+                self.best_epoch,
+                self.best_metrics["num_users"],
+                time.perf_counter() - started,
+                len(np.unique(self.monitor.user_idx)),
+            )
+        self.best_in_full = True
 
     def _still_improving(self) -> bool:
         """Early stopping has not fired by the limit (VALID NDCG@10 improved within the last
@@ -127,6 +193,9 @@ class TrainingRun:
                     record["eval_seconds"] = time.perf_counter() - validation
                     validation_seconds += record["eval_seconds"]
                 record["epoch_seconds"] = seconds
+                if self.phase == "fit":
+                    self.fit_seconds += time.perf_counter() - start
+                    self._check_time_limit()
                 bar.set_postfix(loss=f"{loss:.4g}")
                 self.history.append(record)
                 print(format_line(record), file=self.out, flush=True)
@@ -146,9 +215,24 @@ class TrainingRun:
         )
         return False
 
+    def _check_time_limit(self) -> None:
+        if self.time_limit is None or self.fit_done or self.fit_seconds < self.time_limit:
+            return
+        if self.best_epoch is None:
+            return  # nothing validated yet: there would be no model to keep
+        self.fit_done = self.stopped_by_time_limit = True
+        logger.info(
+            "%s fit: stopped by the search's time limit (%.0f s of %.0f s) after epoch %d; "
+            "its best VALID epoch so far is kept (set search_time_factor=0 for no limit)",
+            self.config.model,
+            self.fit_seconds,
+            self.time_limit,
+            self.trainer.epoch,
+        )
+
     def _validate(self) -> dict:
         metrics = evaluate(
-            self.trainer.model, self.fit, self.holdout, progress=f"validating {self.config.model}"
+            self.trainer.model, self.fit, self.monitor, progress=f"validating {self.config.model}"
         )
         if metrics["ndcg@10"] > self.best_ndcg:
             self.best_ndcg, self.best_epoch = metrics["ndcg@10"], self.trainer.epoch
@@ -181,6 +265,9 @@ class TrainingRun:
             "best_metrics": dict(self.best_metrics),
             "best_state": self.best_state,
             "evals_since_best": self.evals_since_best,
+            "best_in_full": self.best_in_full,
+            "fit_seconds": self.fit_seconds,
+            "stopped_by_time_limit": self.stopped_by_time_limit,
         }
 
     def resume(self, state: dict | None) -> None:
@@ -201,6 +288,9 @@ class TrainingRun:
         if self.best_state is not None:
             self.best_state = {k: v.to(self.device) for k, v in self.best_state.items()}
         self.evals_since_best = state["evals_since_best"]
+        self.best_in_full = state.get("best_in_full", True)
+        self.fit_seconds = state.get("fit_seconds", 0.0)
+        self.stopped_by_time_limit = state.get("stopped_by_time_limit", False)
         if "trainer" in state:
             logger.info(
                 "resumed: %s, phase %s, epoch %d, batch %d",
