@@ -49,8 +49,9 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; return its exit code (0 ok, 1 user error, 2 internal error)."""
-    from mfrec.train.errors import MfrecError
+    """Run one command; return its exit code (0 ok, 1 user error or a full disk, 2 internal
+    error)."""
+    from mfrec.train.errors import MfrecError, disk_full
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -70,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        if (full := disk_full(exc, exc.filename or "a file")) is not None:
+            print(f"mfrec {args.command}: error: {full}", file=sys.stderr)
+            return 1
+        logger.exception("internal error in `mfrec %s`; please report it", args.command)
+        return 2
     except Exception:  # the process boundary: log the traceback, exit 2
         logger.exception("internal error in `mfrec %s`; please report it", args.command)
         return 2

@@ -101,6 +101,11 @@ def _hosts(path: Path, resources: dict) -> tuple[str | None, tuple[str, ...]]:
     hosts = resources.get("hosts")
     if hosts is None:
         return current, ()
+    if current is None and isinstance(hosts, list) and len(hosts) > 1:
+        raise ConfigError(
+            f"{path} lists hosts {hosts} but no current_host, so this host cannot tell whether "
+            f"it is the primary one: add current_host, e.g. {example}"
+        )
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h.strip() for h in hosts):
         raise ConfigError(
             f"{path}: hosts is {json.dumps(hosts)[:200]}; it must be a list of host names, "
@@ -114,6 +119,8 @@ def _hosts(path: Path, resources: dict) -> tuple[str | None, tuple[str, ...]]:
             f"{path}: current_host {current!r} is not among hosts {hosts}; they must agree, "
             f"e.g. {example}"
         )
+    if current is None and hosts:
+        current = hosts[0]  # one host: it is the primary
     return current, tuple(hosts)
 
 

@@ -125,3 +125,20 @@ def test_an_out_of_range_timestamp_exits_1_with_one_line_not_2(tmp_path, capsys)
     assert main(["validate", str(tmp_path / "d.csv")]) == 1
     err = capsys.readouterr().err
     assert "line 4: timestamp 253402300800" in err and "Traceback" not in err
+
+
+def test_a_full_disk_is_a_user_error_naming_the_file(tmp_path, capsys, monkeypatch):
+    """Issue 17's full-disk class at the CLI boundary: exit 1 with the path, not exit 2."""
+    import errno
+    import os
+
+    out = tmp_path / "n.parquet"
+
+    def full(table, where, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
+
+    monkeypatch.setattr(pq, "write_table", full)
+    assert main(["import", str(write_csv(tmp_path / "d.csv")), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"mfrec import: error: no space left on device while writing {out}" in err
+    assert "Traceback" not in err

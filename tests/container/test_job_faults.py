@@ -82,6 +82,7 @@ def full_disk_open(path, mode="r", *args, **kwargs):
         ({"current_host": 1, "hosts": ["algo-1"]}, r"current_host is 1; it must be a host name"),
         ({"current_host": "algo-3", "hosts": ["algo-1"]}, r"'algo-3' is not among hosts"),
         ({"current_host": "algo-1", "hosts": ["algo-1", "algo-1"]}, r"algo-1 more than once"),
+        ({"hosts": ["algo-1", "algo-2"]}, r"no current_host, so this host cannot tell whether"),
     ],
 )
 def test_a_malformed_resourceconfig_fails_with_a_failure_file(tmp_path, resources, message):
@@ -91,6 +92,12 @@ def test_a_malformed_resourceconfig_fails_with_a_failure_file(tmp_path, resource
     assert first.startswith("ConfigError: ") and "resourceconfig.json" in first
     assert re.search(message, first), first
     assert not (base / "model").exists() or not any((base / "model").iterdir())
+
+
+def test_a_single_host_without_current_host_trains(tmp_path):
+    base = layout(tmp_path, {"hosts": ["algo-1"]})
+    assert training_job.run_sagemaker_job(base) == 0
+    assert (base / "model" / "model.json").is_file()
 
 
 # --- 10: a full disk --------------------------------------------------------------------------

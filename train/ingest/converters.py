@@ -145,8 +145,11 @@ def _to_unix_seconds(column) -> Converted:
         return _numeric_seconds(numbers, "a missing or non-numeric timestamp")
     parsed = pd.to_datetime(strings, utc=True, format="ISO8601", errors="coerce")
     bad = parsed.isna().to_numpy()
-    ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    seconds = np.floor_divide(np.where(bad, 0, ns), 1_000_000_000)
+    # In pandas' own unit (microseconds for most text): a cast to nanoseconds would overflow,
+    # silently, for dates after 2262 or before 1677.
+    unit = getattr(parsed.dt, "unit", "ns")
+    ticks = parsed.to_numpy(dtype=f"datetime64[{unit}]").astype(np.int64)
+    seconds = np.floor_divide(np.where(bad, 0, ticks), _UNIT_DIVISORS[unit])
     return Converted(seconds, bad, "a missing or unparseable (not ISO-8601) timestamp", "iso8601")
 
 

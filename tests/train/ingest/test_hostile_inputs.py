@@ -160,3 +160,15 @@ def test_a_line_longer_than_a_block_is_named(tmp_path, suffix):
         rf"lines over {MAX_LINE_BYTES:,} bytes\)",
     ):
         load_interactions(path)
+
+
+def test_iso_dates_beyond_nanosecond_range_keep_their_value():
+    """pandas reads text in microseconds; a cast to nanoseconds silently wrapped 2300 to 1715."""
+    text = ["2300-01-01T00:00:00Z", "1600-01-01", "9999-12-31T23:59:59", "0001-01-01"]
+    seconds = to_unix_seconds(pa.array(text))
+    expected = [
+        int(dt.datetime.fromisoformat(t.rstrip("Z")).replace(tzinfo=dt.timezone.utc).timestamp())
+        for t in text
+    ]
+    assert seconds.values.tolist() == expected
+    assert not seconds.bad.any() and not seconds.out_of_range.any()
