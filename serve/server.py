@@ -40,6 +40,7 @@ from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
+from mfrec.serve import devices
 from mfrec.serve.app import create_app
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.settings import ServingSettings
@@ -80,7 +81,9 @@ def gunicorn_options(settings: ServingSettings, recommender: Recommender, host: 
         # shutdown by GRACEFUL_TIMEOUT. A booting worker has nothing to drain: let it die.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         torch.set_num_threads(threads)
-        recommender.warm_up()
+        # Worker slot i serves from cuda:(i % GPUs), falls back to the CPU on an allocation
+        # failure, and logs its device (mfrec.serve.devices).
+        devices.place_worker(recommender, getattr(worker, "mfrec_slot", worker.age - 1))
 
     options = {
         "bind": f"{host}:{settings.port}",
@@ -95,6 +98,7 @@ def gunicorn_options(settings: ServingSettings, recommender: Recommender, host: 
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "mfrec-serve",
+        "pre_fork": devices.assign_slot,
         "post_fork": post_fork,
         "control_socket_disable": True,  # gunicorn >= 24 would open a socket under $HOME
     }
