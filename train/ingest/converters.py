@@ -55,6 +55,15 @@ def _bad_from(mask: pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(mask, True).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _nested(array, what: str) -> Converted | None:
+    """Every row bad when the column holds JSON objects or lists (JSON lines, Parquet), which
+    no converter can read as an id, number or time; None otherwise."""
+    if not pa.types.is_nested(array.type):
+        return None
+    reason = f"{what} that is a JSON object or list ({array.type}), not a string or number"
+    return Converted(np.zeros(len(array), np.int64), np.ones(len(array), bool), reason)
+
+
 def to_ids(column, role: str) -> Converted:
     """Ids as int64 (integer columns of Parquet/JSON) or trimmed strings; empty ids are bad.
 
@@ -63,6 +72,8 @@ def to_ids(column, role: str) -> Converted:
     give strings, so ``007`` and ``7`` stay different ids.
     """
     array = column
+    if (nested := _nested(array, f"a {role} id")) is not None:
+        return nested
     if pa.types.is_floating(array.type):
         valid = pc.drop_null(array)
         if len(valid) == 0 or pc.all(pc.equal(pc.floor(valid), valid)).as_py():
@@ -81,6 +92,8 @@ def to_ids(column, role: str) -> Converted:
 def to_float(column) -> Converted:
     """Event values as float64; nulls and non-numbers are bad."""
     array = _as_array(column)
+    if (nested := _nested(array, "an event value")) is not None:
+        return nested
     if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
         values = pc.fill_null(pc.cast(array, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
     elif pa.types.is_boolean(array.type):
@@ -120,6 +133,8 @@ def to_unix_seconds(column) -> Converted:
 
 def _to_unix_seconds(column) -> Converted:
     array = _as_array(column)
+    if (nested := _nested(array, "a timestamp")) is not None:
+        return nested
     kind = array.type
     if pa.types.is_timestamp(kind):
         ints = pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False)
@@ -141,7 +156,7 @@ def _to_unix_seconds(column) -> Converted:
         return _numeric_seconds(to_float(array).values, "a missing timestamp")
     strings = pd.Series(pc.cast(array, pa.string()).to_numpy(zero_copy_only=False), dtype=object)
     numbers = pd.to_numeric(strings, errors="coerce").to_numpy(dtype=np.float64)
-    if np.isfinite(numbers).mean() >= 0.5:
+    if not len(numbers) or np.isfinite(numbers).mean() >= 0.5:
         return _numeric_seconds(numbers, "a missing or non-numeric timestamp")
     parsed = pd.to_datetime(strings, utc=True, format="ISO8601", errors="coerce")
     bad = parsed.isna().to_numpy()
@@ -154,11 +169,11 @@ def _to_unix_seconds(column) -> Converted:
 
 
 def _numeric_seconds(numbers: np.ndarray, reason: str) -> Converted:
-    bad = ~np.isfinite(numbers)
-    unit = timestamp_unit(numbers[~bad])
-    scaled = np.floor(np.where(bad, 0, numbers) / _UNIT_DIVISORS[unit])
-    # Checked as floats: 1e300 seconds would overflow the cast to int64.
-    outside = ~bad & ((scaled < MIN_SECONDS) | (scaled > MAX_SECONDS))
+    bad, finite = np.isnan(numbers), np.isfinite(numbers)
+    unit = timestamp_unit(numbers[finite])
+    scaled = np.floor(np.where(finite, numbers, 0) / _UNIT_DIVISORS[unit])
+    # Checked as floats: 1e300 seconds would overflow the cast to int64; inf is out of range too.
+    outside = ~bad & (~finite | (scaled < MIN_SECONDS) | (scaled > MAX_SECONDS))
     seconds = np.where(outside, 0, scaled).astype(np.int64)
     return Converted(seconds, bad, reason, unit, out_of_range=outside)
 

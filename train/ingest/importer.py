@@ -267,6 +267,12 @@ def _require(names, column: str, option: str, stats: ImportStats) -> None:
 
 
 def _to_interactions(table, weights, options: ImportOptions, stats: ImportStats) -> Interactions:
+    if stats.rows_read == 0:
+        names = ", ".join(f["name"] for f in stats.files[:5])
+        raise DataValidationError(
+            f"the files hold no data rows ({names}: a header at most); upload the interactions "
+            f"themselves, one row per interaction under the header."
+        )
     if table.num_rows == 0:
         raise DataValidationError(
             f"no interactions are left after filtering ({stats.dropped_summary()}); "

@@ -6,6 +6,7 @@ index; :mod:`mfrec.train.item_features` stores the result in the artifact.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -169,10 +170,14 @@ def _as_text(column: pa.ChunkedArray) -> np.ndarray:
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_null(array.type):
         return np.full(len(array), "", dtype=object)
-    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-        array = pc.binary_join(pc.cast(array, pa.list_(pa.string())), "|")
-    else:
-        array = pc.cast(array, pa.string())
+    try:
+        if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+            array = pc.binary_join(pc.cast(array, pa.list_(pa.string())), "|")
+        else:
+            array = pc.cast(array, pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # JSON objects: kept as JSON text
+        texts = [None if v is None else json.dumps(v, default=str) for v in array.to_pylist()]
+        array = pa.array(texts, pa.string())
     text = pc.fill_null(pc.utf8_trim_whitespace(array), "")
     return np.asarray(text.to_numpy(zero_copy_only=False), dtype=object)
 

@@ -172,3 +172,44 @@ def test_iso_dates_beyond_nanosecond_range_keep_their_value():
     ]
     assert seconds.values.tolist() == expected
     assert not seconds.bad.any() and not seconds.out_of_range.any()
+
+
+# --- JSON objects where ids, values and attributes belong -------------------------------------
+
+
+def test_json_objects_as_ids_are_bad_values_not_an_internal_error(tmp_path):
+    import json
+
+    lines = [json.dumps({"user_id": {"a": k}, "item_id": [k, 2]}) for k in range(1_100)]
+    write(tmp_path / "d.jsonl", lines)
+    with pytest.raises(
+        DataValidationError,
+        match=r"1100 with a user id that is a JSON object or list \(struct<a: int64>\), not a "
+        r"string or number\): row 1: user \{'a': 0\}",
+    ):
+        load_interactions(tmp_path / "d.jsonl")
+
+
+def test_json_objects_as_item_attributes_are_kept_as_json_text(tmp_path):
+    import json
+
+    from mfrec.train.ingest import read_item_attributes
+
+    rows = [{"item_id": "i1", "genre": {"main": "Comedy"}}, {"item_id": "i2", "genre": None}]
+    write(tmp_path / "items.jsonl", [json.dumps(row) for row in rows])
+    genre = read_item_attributes(tmp_path / "items.jsonl", np.array(["i1", "i2"]))["genre"]
+    assert genre.tolist() == ['{"main": "Comedy"}', ""]
+
+
+def test_an_infinite_timestamp_is_out_of_range_not_missing():
+    seconds = to_unix_seconds(pa.array([1.6e9, float("inf"), float("nan")]))
+    assert seconds.out_of_range.tolist() == [False, True, False]
+    assert seconds.bad.tolist() == [False, False, True]
+
+
+def test_a_header_without_rows_says_so(tmp_path):
+    write(tmp_path / "d.csv", [HEADER])
+    with pytest.raises(
+        DataValidationError, match=r"the files hold no data rows \(d\.csv: a header"
+    ):
+        load_interactions(tmp_path / "d.csv")
