@@ -21,6 +21,7 @@ Definitions (``../shared/BENCHMARKS.md``, protocol Q, step 5), for each evaluate
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import numpy as np
@@ -31,10 +32,43 @@ from mfrec.train.metric_lines import CUTOFFS
 from mfrec.train.progress import ProgressBar
 from mfrec.train.ranking import csr_rows, top_k
 
+# Score bytes per (user, item) of a chunk: the scores, their masked copy, the relevance mask
+# and top-k's work space.
+BYTES_PER_SCORE = 16
+# The CPU's budget for one chunk of scores (1 << 24 scores, as before), and the share of a
+# GPU's free memory a chunk may take.
+CPU_CHUNK_BYTES = 256 * 2**20
+GPU_FREE_SHARE = 0.5
+# Device-side CSR arrays of the Interactions evaluated, kept while the object lives: validation
+# after every epoch evaluates the same FIT and VALID objects and need not rebuild them.
+_CSR_CACHE: dict[tuple[int, str], tuple[weakref.ref, torch.Tensor, torch.Tensor]] = {}
+
 
 def _csr(data: Interactions, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``data``'s CSR (indptr, indices) on ``device``, built once per object and device."""
+    key = (id(data), str(torch.device(device)))
+    found = _CSR_CACHE.get(key)
+    if found is not None and found[0]() is data:
+        return found[1], found[2]
     indptr, indices = data.to_csr()
-    return torch.as_tensor(indptr, device=device), torch.as_tensor(indices, device=device)
+    indptr, indices = (
+        torch.as_tensor(indptr, device=device),
+        torch.as_tensor(indices, device=device),
+    )
+    _CSR_CACHE[key] = (weakref.ref(data), indptr, indices)
+    weakref.finalize(data, _CSR_CACHE.pop, key, None)
+    return indptr, indices
+
+
+def chunk_elements_for(device: str | torch.device) -> int:
+    """Scores per chunk: :data:`GPU_FREE_SHARE` of the GPU's free memory, or
+    :data:`CPU_CHUNK_BYTES` on the CPU, over :data:`BYTES_PER_SCORE`."""
+    device = torch.device(device)
+    budget = CPU_CHUNK_BYTES
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        budget = int(free * GPU_FREE_SHARE)
+    return max(1 << 16, budget // BYTES_PER_SCORE)
 
 
 @torch.no_grad()
@@ -45,7 +79,7 @@ def evaluate(
     k: int = 25,
     exclude_seen: bool = True,
     device: str | torch.device | None = None,
-    chunk_elements: int = 1 << 24,
+    chunk_elements: int | None = None,
     progress: str | None = None,
 ) -> dict[str, float]:
     """Personalize-style ranking metrics of ``scorer`` on ``test`` (see the module docstring).
@@ -60,8 +94,9 @@ def evaluate(
         Length of each user's list (metrics at cutoffs above ``k`` are omitted).
     device : torch.device, optional
         Where scoring runs; defaults to the model's device, else the CPU.
-    chunk_elements : int
-        Users are scored in chunks of about this many (user, item) scores.
+    chunk_elements : int, optional
+        Users are scored in chunks of about this many (user, item) scores; by default sized
+        from the GPU's free memory, or a fixed budget on the CPU (:func:`chunk_elements_for`).
     progress : str, optional
         Show a progress bar over the users with this description (on a terminal only).
 
@@ -84,8 +119,9 @@ def evaluate(
     discounts = 1.0 / torch.log2(torch.arange(2, k + 2, device=device, dtype=torch.float64))
     sums = {f"{name}@{c}": 0.0 for name, cs in cutoffs.items() for c in cs}
     sums = {name: torch.zeros((), dtype=torch.float64, device=device) for name in sums}
-    covered = torch.zeros(num_items, dtype=torch.bool, device=device)
+    covered = torch.zeros(num_items, dtype=torch.int64, device=device)
     evaluated = torch.zeros((), dtype=torch.int64, device=device)
+    chunk_elements = chunk_elements or chunk_elements_for(device)
     chunk = max(1, chunk_elements // max(1, num_items))
     bar = ProgressBar(len(users), progress, unit="user") if progress else None
     for start in range(0, len(users), chunk):
@@ -105,14 +141,15 @@ def evaluate(
         num_relevant = relevant.sum(dim=1)
         keep = num_relevant > 0
         hits, num_relevant = hits[keep].double(), num_relevant[keep]
-        covered[index[keep][listed[keep]]] = True
+        # Counts rather than a boolean index: no data-dependent shape, no wait for the device.
+        covered.index_add_(0, index.reshape(-1), (listed & keep[:, None]).reshape(-1).long())
         evaluated += keep.sum()
         _add_hits(sums, hits, num_relevant, cutoffs, discounts)
     if bar is not None:
         bar.close()
     count = int(evaluated)
     result = {name: (float(total) / count if count else 0.0) for name, total in sums.items()}
-    result["coverage"] = float(covered.sum()) / num_items if count else 0.0
+    result["coverage"] = float((covered > 0).sum()) / num_items if count else 0.0
     result["num_users"] = count
     return result
 

@@ -128,3 +128,48 @@ def test_popularity_baseline_ranks_by_training_counts():
     expected_dcg = 1 + 1 / math.log2(6)
     assert result["ndcg@5"] == pytest.approx(expected_dcg / (1 + 1 / math.log2(3)))
     assert result["mrr@25"] == 1.0
+
+
+def test_device_csr_is_built_once_per_object_and_dropped_with_it(monkeypatch):
+    import gc
+
+    from mfrec.train import metrics
+
+    scores, train, test = random_case(0)
+    table = torch.from_numpy(scores)
+    built = []
+    original = Interactions.to_csr
+
+    def counting(self):
+        built.append(id(self))
+        return original(self)
+
+    monkeypatch.setattr(Interactions, "to_csr", counting)
+    first = evaluate(lambda users: table[users], train, test)
+    again = evaluate(lambda users: table[users], train, test)  # as validation every epoch
+    assert first == again
+    assert len(built) == 2  # test and train once each
+    key = (id(test), "cpu")
+    assert key in metrics._CSR_CACHE
+    del test
+    gc.collect()
+    assert key not in metrics._CSR_CACHE
+
+
+def test_chunks_are_sized_from_free_gpu_memory(monkeypatch):
+    from mfrec.train import metrics
+
+    assert metrics.chunk_elements_for("cpu") == metrics.CPU_CHUNK_BYTES // metrics.BYTES_PER_SCORE
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (8 * 2**30, 80 * 2**30))
+    expected = int(8 * 2**30 * metrics.GPU_FREE_SHARE) // metrics.BYTES_PER_SCORE
+    assert metrics.chunk_elements_for("cuda:0") == expected
+
+
+@pytest.mark.parametrize("chunk_elements", [None, 60, 13 * 60])
+def test_chunk_size_never_changes_the_metrics(chunk_elements):
+    scores, train, test = random_case(4, tie_levels=3)
+    table = torch.from_numpy(scores)
+    fast = evaluate(lambda users: table[users], train, test, chunk_elements=chunk_elements)
+    slow = slow_metrics(scores, train, test)
+    for name in METRIC_NAMES:
+        assert fast[name] == pytest.approx(slow[name], abs=1e-12), name
