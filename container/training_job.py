@@ -61,6 +61,7 @@ VALIDATION_REPORT = "validation_report.json"
 METRICS = "metrics.json"
 TRAINING_CURVE = "training_curve.png"
 STAGING_GLOB = ".mfrec-staging-*"  # mfrec.train.artifact.save's staging folders
+PARTIAL_GLOB = ".*.partial*"  # _write_output's partial files
 # Hyperparameters of the job itself, beside TrainConfig's and ImportOptions' (docs/training.md).
 JOB_HYPERPARAMETERS = ("trending_half_life_days",)
 
@@ -196,7 +197,9 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
     """The job's steps: settings, inputs, training, outputs, the model."""
     settings = _parse_hyperparameters(spec.hyperparameters)
     _log_start(spec, settings)
-    _remove_staging_leftovers(spec.model_dir)
+    _remove_leftovers(spec.model_dir, STAGING_GLOB)
+    if spec.output_data_dir is not None:
+        _remove_leftovers(spec.output_data_dir, PARTIAL_GLOB)
     inputs = _read_inputs(spec, settings)
     if stop():  # SIGTERM during the import: nothing trained, nothing worth saving
         logger.warning(
@@ -232,13 +235,14 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
     return 0
 
 
-def _remove_staging_leftovers(model_dir: Path) -> None:
-    """Delete ``.mfrec-staging-*`` folders that a job killed while writing its model left in
-    the model folder (SageMaker would pack them into model.tar.gz)."""
-    if not model_dir.is_dir():
+def _remove_leftovers(folder: Path, pattern: str) -> None:
+    """Delete what a job killed while writing left behind: ``.mfrec-staging-*`` folders in the
+    model folder, ``.*.partial*`` files in the output data folder (SageMaker would pack them
+    into model.tar.gz and output.tar.gz)."""
+    if not folder.is_dir():
         return
-    for leftover in model_dir.glob(STAGING_GLOB):
-        logger.warning("removing %s, left by a model write that was cut short", leftover)
+    for leftover in folder.glob(pattern):
+        logger.warning("removing %s, left by a write that was cut short", leftover)
         if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover, ignore_errors=True)
         else:

@@ -174,8 +174,17 @@ def test_staging_left_by_a_killed_model_write_is_removed_on_start(tmp_path, capl
     with caplog.at_level(logging.WARNING):
         assert training_job.run_sagemaker_job(base) == 0
     assert sorted(p.name for p in (base / "model").iterdir()) == ["arrays.npz", "model.json"]
-    assert "left by a model write that was cut short" in caplog.text
+    assert "left by a write that was cut short" in caplog.text
     assert load(base / "model").num_items == 40
+
+
+def test_a_partial_output_file_left_by_a_kill_is_removed_on_start(tmp_path):
+    base = layout(tmp_path)
+    partial = base / "output" / "data" / ".training_curve.png.partial.png"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"\x89PNG cut")
+    assert training_job.run_sagemaker_job(base) == 0
+    assert leftovers(base) == []
 
 
 def test_a_partial_checkpoint_left_by_a_kill_is_removed_on_start(tmp_path):
