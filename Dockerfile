@@ -32,7 +32,12 @@ FROM --platform=linux/amd64 ${PYTHON_IMAGE}
 
 # torch must be installed before mfrec from PyTorch's CUDA 12.6 index: PyPI's default torch
 # 2.13 build targets CUDA 13, which needs driver >= 580. The version is inside mfrec's range
-# (torch>=2.3,<2.14).
+# (torch>=2.3,<2.14). Why cu126 (checked 2026-12 in pytorch/pytorch): RELEASE.md's compatibility
+# matrix lists CUDA 12.6 as a stable CUDA of 2.13 (with 13.0), and .ci/manywheel/build_cuda.sh
+# builds the 12.6 wheels for sm_50;60;70;75;80;86;90: V100 (ml.p3, sm_70), T4 (ml.g4dn, sm_75),
+# A100 (ml.p4d, sm_80), A10G (ml.g5, sm_86; its code also runs on L4/L40S, ml.g6/g6e, sm_89) and
+# H100/H200 (ml.p5/p5e, sm_90). The CUDA 13 wheels start at sm_75 (no V100) and need driver 580.
+# Blackwell (sm_100/120) needs the cu128+ wheels: build with --build-arg TORCH_INDEX_URL=...cu130.
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
 
@@ -40,7 +45,13 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
       org.opencontainers.image.title="mfrec" \
       org.opencontainers.image.description="Implicit-feedback matrix factorisation recommender (SageMaker algorithm container)"
 
-ENV PYTHONUNBUFFERED=1 \
+# The NVIDIA container runtime exposes GPUs and the driver's libraries only when these are set
+# (NVIDIA's "Specialized Configurations with Docker", container toolkit docs: unset means "same
+# as runc", no GPU); the CUDA base images set the same values. SageMaker also passes the GPUs of
+# GPU instances; on CPU instances they are harmless.
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility \
+    PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -76,6 +76,9 @@ def test_entrypoint_label_port_and_environment():
     env = " ".join(args for keyword, args in final if keyword == "ENV")
     assert "PYTHONUNBUFFERED=1" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env
+    # As the CUDA base images: without them the NVIDIA runtime exposes no GPU to the container.
+    assert "NVIDIA_VISIBLE_DEVICES=all" in env
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env
 
 
 def test_dockerignore_sends_only_the_sources():
