@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from sagemaker_sdk import SKIP_WITHOUT_SDK, as_the_sdk_writes_it, offline_session, sent
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 KERNEL = "mfrec-tests"
@@ -94,6 +95,36 @@ def test_sagemaker_notebook_builds_its_requests_offline(kernel_env):
     assert executed.cells[-1].outputs[0]["text"].strip() == "20"
 
 
+@SKIP_WITHOUT_SDK
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_sagemaker_notebook_sdk_cells_send_the_offline_requests(monkeypatch, tmp_path):
+    """The notebook's SDK v3 cells (tag ``sdk``), run in this process against an offline
+    session, send exactly the requests its offline cells print (up to the SDK's job name and
+    its written-out defaults, :func:`sagemaker_sdk.as_the_sdk_writes_it`)."""
+    monkeypatch.setenv("MFREC_WORK", str(tmp_path / "work"))
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "notebook"}
+    requests = {}
+    for cell in read("02_sagemaker.ipynb").cells:
+        tags = cell.metadata.get("tags", [])
+        if "no-aws" in tags:
+            exec(cell.source, namespace)
+        elif "sdk" in tags:
+            namespace["session"] = offline_session(monkeypatch, tmp_path)
+            operation, params = sent(lambda source=cell.source: exec(source, namespace))
+            requests[operation] = params
+    name = requests["CreateTrainingJob"]["TrainingJobName"]
+    assert name.startswith("mfrec-")
+    training = as_the_sdk_writes_it({**namespace["training"], "TrainingJobName": name})
+    assert requests == {
+        "CreateTrainingJob": training,
+        "CreateModel": namespace["model"],
+        "CreateTransformJob": namespace["transform"],
+        "CreateEndpointConfig": namespace["endpoint_config"],
+        "CreateEndpoint": namespace["endpoint"],
+    }
+
+
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 
 
@@ -102,12 +133,16 @@ ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
     ["embedded", pytest.param("ml-100k", marks=[pytest.mark.ml100k, pytest.mark.slow])],
 )
 def test_quickstart_runs_top_to_bottom(kernel_env, monkeypatch, dataset):
-    if dataset == "ml-100k":
-        monkeypatch.setenv("MOVIELENS_DIR", str(ML100K))
+    cwd = kernel_env
+    if dataset == "ml-100k":  # found beside the checkout, from the notebook's own folder
+        monkeypatch.delenv("MOVIELENS_DIR", raising=False)
+        cwd = NOTEBOOKS
     else:  # a folder without u.data: the notebook falls back to the embedded dataset
         monkeypatch.setenv("MOVIELENS_DIR", str(kernel_env / "no-movielens"))
     monkeypatch.setenv("MFREC_QUICK", "1")
-    executed = execute(read("01_quickstart_local.ipynb"), kernel_env, timeout=300)
+    executed = execute(read("01_quickstart_local.ipynb"), cwd, timeout=300)
+    data_line = executed.cells[1].outputs[-1]["text"]  # "data: <path>"
+    assert ("ml-100k" in data_line) == (dataset == "ml-100k")
     work = kernel_env / "work"
     assert (work / "model" / "model.json").is_file()
     out = (work / "transform" / "requests.jsonl.out").read_text().splitlines()

@@ -8,7 +8,8 @@ only there (``pip install 'mfrec[sagemaker]'``), so the container itself never n
 
 The requests use the boto3 API directly: for a bring-your-own-container algorithm the SageMaker
 Python SDK (v2 ``Estimator``/``Transformer``, v3 ``ModelTrainer``/``Transformer``) adds no
-setting that these requests lack.
+setting that these requests lack. The SDK v3 code of docs/container.md sends these same requests
+(tests/container/test_sagemaker_sdk.py checks it offline).
 
 Modules: :mod:`.requests` (training, model, transform and endpoint requests),
 :mod:`.tuning` (hyperparameter tuning), :mod:`.client` (sending and waiting).
