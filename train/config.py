@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,10 +25,21 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")  # mfrec.train.device
 # of negatives across the batch (cheap: one matrix product); the pairwise losses draw their own
 # per positive, and the max-over-negatives of adaptive_hinge needs a few to find a hard one.
 AUTO_NEGATIVES = {"softmax": 256, "adaptive_hinge": 8, "bpr": 4, "hinge": 4, "pointwise": 4}
-# Hyperparameters whose "auto" (None) is resolved later: num_negatives by the loss
-# (TrainConfig.negatives); recency_min_weight, unobserved_weight and regularization by probes
-# on the validation data (mfrec.train.auto).
-_AUTO = ("num_negatives", "recency_min_weight", "unobserved_weight", "regularization")
+# The batch the defaults were tuned at, and batch_size=auto per device type (resolve_batch_size):
+# the CPU's best measured batch, and a large one on a GPU, whose step is launch-bound at 1024.
+REFERENCE_BATCH = 1024
+AUTO_BATCH = {"cpu": 1024, "cuda": 16384}
+# Hyperparameters whose "auto" (None) is resolved later: num_negatives by the loss and the
+# batch size (TrainConfig.negatives); recency_min_weight, unobserved_weight and regularization
+# by probes on the validation data (mfrec.train.auto); batch_size by the device
+# (resolve_batch_size).
+_AUTO = (
+    "num_negatives",
+    "recency_min_weight",
+    "unobserved_weight",
+    "regularization",
+    "batch_size",
+)
 BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 IGNORED_PREFIXES = ("_", "sagemaker_")  # tuning jobs and AWS's toolkits add such keys
 
@@ -56,12 +68,15 @@ class TrainConfig:
     embeddings, dot-product scores) and give the same artifact. With ``model=auto``, the second
     candidate (SGD) may take at most ``search_time_factor`` times the seconds the first (iALS)
     took, probes and fit, and at least a minute (0: no limit; :mod:`mfrec.train.search`).
+    ``batch_size=None`` means "auto": :data:`AUTO_BATCH` for the device type
+    (:func:`resolve_batch_size`); beyond :data:`REFERENCE_BATCH` the softmax's automatic
+    negatives follow the batch size (:attr:`negatives`).
     """
 
     model: str = "auto"
     embedding_dim: int = 128
     num_epochs: int = 15
-    batch_size: int = 1024
+    batch_size: int | None = None
     learning_rate: float = 0.01
     loss: str = "softmax"
     num_negatives: int | None = None
@@ -117,8 +132,16 @@ class TrainConfig:
 
     @property
     def negatives(self) -> int:
-        """``num_negatives`` with "auto" resolved for the chosen loss."""
-        return self.num_negatives if self.num_negatives is not None else AUTO_NEGATIVES[self.loss]
+        """``num_negatives`` with "auto" resolved for the chosen loss and batch size: the
+        softmax's shared negatives grow as the square root of the batch beyond
+        :data:`REFERENCE_BATCH` (256 at 1024, 1024 at 16384: the large-batch rule of
+        ``benchmarks/NOTES.md``)."""
+        if self.num_negatives is not None:
+            return self.num_negatives
+        negatives = AUTO_NEGATIVES[self.loss]
+        if self.loss == "softmax" and (self.batch_size or 0) > REFERENCE_BATCH:
+            negatives = round(negatives * math.sqrt(self.batch_size / REFERENCE_BATCH))
+        return negatives
 
     def to_dict(self) -> dict:
         """Plain JSON-able values, ``num_negatives`` resolved (saved in the artifact); an
@@ -161,6 +184,14 @@ class TrainConfig:
             if key in fields and key not in ignore
         }
         return cls(**values)
+
+
+def resolve_batch_size(config: TrainConfig, device_type: str) -> TrainConfig:
+    """``config`` with ``batch_size=auto`` resolved for a device type ("cpu" or "cuda"):
+    :data:`AUTO_BATCH`. An explicit batch size is kept."""
+    if config.batch_size is not None:
+        return config
+    return dataclasses.replace(config, batch_size=AUTO_BATCH.get(device_type, REFERENCE_BATCH))
 
 
 def parse_bool(text) -> bool | None:
@@ -227,7 +258,7 @@ def _one_of(options: Iterable[str]) -> Callable:
 _RULES: dict[str, tuple[Callable, str]] = {
     "embedding_dim": (_between(1, 4096), "integers 1 to 4096"),
     "num_epochs": (_between(1, 100_000), "integers 1 to 100000"),
-    "batch_size": (_between(1, 1 << 24), "integers 1 to 16777216"),
+    "batch_size": (_between(1, 1 << 24), "auto or integers 1 to 16777216"),
     "learning_rate": (_between(0, 10, open_low=True), "numbers > 0 and <= 10"),
     "loss": (_one_of(LOSSES), ", ".join(LOSSES)),
     "num_negatives": (_between(1, 1 << 20), "auto or integers 1 to 1048576"),

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from mfrec.train.config import TrainConfig
+from mfrec.train.config import TrainConfig, resolve_batch_size
 from mfrec.train.errors import TrainingDivergedError
 from mfrec.train.interactions import Interactions
 from mfrec.train.losses import LOSS_FUNCTIONS, SHARED_NEGATIVES
@@ -57,6 +57,7 @@ class Trainer:
     def __init__(
         self, data: Interactions, config: TrainConfig, device: torch.device, horizon_epochs: int
     ) -> None:
+        config = resolve_batch_size(config, device.type)  # batch_size=auto: by the device
         self.config = config
         self.device = device
         self.users = torch.as_tensor(data.user_idx, dtype=torch.int64, device=device)

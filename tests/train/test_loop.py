@@ -189,3 +189,23 @@ def test_gpu_and_cpu_train_alike():
     # Same seed, same initial weights; the generators differ by device, so the draws differ and
     # only the losses' scale can be compared.
     assert gpu_losses == pytest.approx(cpu_losses, rel=0.1)
+
+
+def test_batch_size_auto_is_resolved_by_the_device_and_the_negatives_follow_it():
+    from mfrec.train.config import AUTO_BATCH, REFERENCE_BATCH, resolve_batch_size
+
+    config = TrainConfig.from_hyperparameters({"batch_size": "auto"})
+    assert config.batch_size is None and config.to_dict()["batch_size"] == "auto"
+    assert resolve_batch_size(config, "cpu").batch_size == AUTO_BATCH["cpu"] == REFERENCE_BATCH
+    on_gpu = resolve_batch_size(config, "cuda")
+    assert on_gpu.batch_size == AUTO_BATCH["cuda"] > REFERENCE_BATCH
+    assert resolve_batch_size(TrainConfig(batch_size=64), "cuda").batch_size == 64
+    trainer = Trainer(small_data(), TrainConfig(embedding_dim=4), CPU, horizon_epochs=1)
+    assert trainer.config.batch_size == AUTO_BATCH["cpu"]
+    # The rule: the softmax's automatic shared negatives grow as sqrt(batch / 1024).
+    assert TrainConfig(batch_size=1024).negatives == 256
+    assert TrainConfig(batch_size=512).negatives == 256
+    assert TrainConfig(batch_size=16384).negatives == 1024
+    assert TrainConfig(batch_size=65536).negatives == 2048
+    assert TrainConfig(batch_size=16384, num_negatives=300).negatives == 300  # explicit: kept
+    assert TrainConfig(batch_size=16384, loss="bpr").negatives == 4  # per-positive negatives
