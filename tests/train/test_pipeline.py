@@ -261,7 +261,8 @@ def test_no_interactions_is_a_data_error():
 def test_single_interaction_users_train_without_a_hold_out(caplog):
     data = Interactions.from_ids(["a", "b", "c"], ["x", "y", "x"], timestamps=[1, 2, 3])
     with caplog.at_level(logging.WARNING, logger="mfrec.train"):
-        result, _ = run(TrainConfig(**{**CONFIG.__dict__, "num_epochs": 2}), data=data)
+        config = TrainConfig(**{**CONFIG.__dict__, "num_epochs": 2, "num_negatives": 2})
+        result, _ = run(config, data=data)  # two items: at most two negatives
     assert "too few interactions for a hold-out" in caplog.text
     assert result.metrics["validation"] == "none" and len(result.history) == 2
 
