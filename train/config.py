@@ -143,6 +143,16 @@ class TrainConfig:
             negatives = round(negatives * math.sqrt(self.batch_size / REFERENCE_BATCH))
         return negatives
 
+    @property
+    def epochs(self) -> int:
+        """``num_epochs`` with the large-batch rule: ``num_epochs`` counts epochs at
+        :data:`REFERENCE_BATCH`; beyond it a fit runs ``num_epochs * sqrt(batch_size / 1024)``
+        epochs (60 at 16384), the length of its cosine schedule too, because a large batch takes
+        fewer steps per epoch (``benchmarks/NOTES.md``, "Large batches")."""
+        if (self.batch_size or 0) <= REFERENCE_BATCH:
+            return self.num_epochs
+        return round(self.num_epochs * math.sqrt(self.batch_size / REFERENCE_BATCH))
+
     def to_dict(self) -> dict:
         """Plain JSON-able values, ``num_negatives`` resolved (saved in the artifact); an
         unresolved ``recency_min_weight``, ``unobserved_weight`` or ``regularization`` is

@@ -51,7 +51,8 @@ class Trainer:
     device : torch.device
     horizon_epochs : int
         Epochs the learning-rate schedule spans (the refit uses the fit's horizon, so that its
-        first epochs follow the same schedule as the ones that were validated).
+        first epochs follow the same schedule as the ones that were validated), at batch 1024:
+        a larger batch stretches it by :attr:`TrainConfig.epochs` / ``num_epochs``.
     """
 
     def __init__(
@@ -105,7 +106,11 @@ class Trainer:
         self.steps_per_epoch = max(1, math.ceil(len(self.users) / config.batch_size))
         # A data set smaller than a batch trains in one step of its own size.
         self.step_rows = min(config.batch_size, len(self.users)) or 1
-        self.total_steps = horizon_epochs * self.steps_per_epoch
+        # The large-batch rule (TrainConfig.epochs): beyond batch 1024 the schedule spans
+        # sqrt(batch / 1024) times the epochs asked for; the fit reaches them through
+        # mfrec.train.phases' extensions while VALID improves.
+        self.horizon_epochs = round(horizon_epochs * config.epochs / config.num_epochs)
+        self.total_steps = self.horizon_epochs * self.steps_per_epoch
         self.epoch = 0  # completed epochs
         self.batch = 0  # completed batches of the current epoch
         self.step = 0

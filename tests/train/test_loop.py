@@ -209,3 +209,9 @@ def test_batch_size_auto_is_resolved_by_the_device_and_the_negatives_follow_it()
     assert TrainConfig(batch_size=65536).negatives == 2048
     assert TrainConfig(batch_size=16384, num_negatives=300).negatives == 300  # explicit: kept
     assert TrainConfig(batch_size=16384, loss="bpr").negatives == 4  # per-positive negatives
+    # ... and the epochs (and the cosine horizon) as sqrt(batch / 1024) too.
+    assert TrainConfig(batch_size=1024, num_epochs=15).epochs == 15
+    assert TrainConfig(batch_size=16384, num_epochs=15).epochs == 60
+    assert TrainConfig(batch_size=None, num_epochs=15).epochs == 15  # unresolved: as given
+    stretched = Trainer(small_data(), TrainConfig(batch_size=4096), CPU, horizon_epochs=15)
+    assert stretched.horizon_epochs == 30  # the schedule spans the rule's epochs
