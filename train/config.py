@@ -153,6 +153,17 @@ class TrainConfig:
             return self.num_epochs
         return round(self.num_epochs * math.sqrt(self.batch_size / REFERENCE_BATCH))
 
+    @property
+    def patience(self) -> int:
+        """``early_stopping_patience`` with the large-batch rule: evaluations at
+        :data:`REFERENCE_BATCH`, times ``sqrt(batch_size / 1024)`` beyond it (20 at 16384): a
+        large-batch fit first rises to about the popularity baseline, dips for some epochs,
+        then climbs past it (``benchmarks/NOTES.md``), and must not be stopped in the dip."""
+        if (self.batch_size or 0) <= REFERENCE_BATCH:
+            return self.early_stopping_patience
+        scale = math.sqrt(self.batch_size / REFERENCE_BATCH)
+        return round(self.early_stopping_patience * scale)
+
     def to_dict(self) -> dict:
         """Plain JSON-able values, ``num_negatives`` resolved (saved in the artifact); an
         unresolved ``recency_min_weight``, ``unobserved_weight`` or ``regularization`` is

@@ -213,5 +213,7 @@ def test_batch_size_auto_is_resolved_by_the_device_and_the_negatives_follow_it()
     assert TrainConfig(batch_size=1024, num_epochs=15).epochs == 15
     assert TrainConfig(batch_size=16384, num_epochs=15).epochs == 60
     assert TrainConfig(batch_size=None, num_epochs=15).epochs == 15  # unresolved: as given
+    assert TrainConfig(batch_size=16384, early_stopping_patience=5).patience == 20
+    assert TrainConfig(batch_size=1024, early_stopping_patience=5).patience == 5
     stretched = Trainer(small_data(), TrainConfig(batch_size=4096), CPU, horizon_epochs=15)
     assert stretched.horizon_epochs == 30  # the schedule spans the rule's epochs
