@@ -1,6 +1,6 @@
 """The demo page in a real browser: Playwright drives Debian's Chromium (``/usr/bin/chromium``,
-through ``executable_path``: Playwright's own browser downloads are not possible here) against a
-real ``mfrec serve`` on a free loopback port. Each test clicks through as a person would,
+through ``executable_path``: Playwright's own browser downloads are not possible here) against
+``mfrec serve``'s app on a free loopback port. Each test clicks through as a person would,
 checks the DOM against what ``/invocations`` answers for the same request, and saves
 screenshots in its temporary folder. Skipped when Playwright or Chromium is missing.
 """
@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import urllib.request
 
 import pytest
 from browser.movies import HOSTILE, movie_model
+from werkzeug.serving import make_server
 
-from mfrec.local_server import LocalServer
+from mfrec.local_server import free_port
+from mfrec.serve.app import create_app
+from mfrec.serve.settings import ServingSettings
 from mfrec.serve.webcatalog import format_score
 from mfrec.train.artifact import save
 
@@ -28,12 +32,31 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+class Server:
+    """The app of ``mfrec serve`` for a saved model, on a free loopback port, in a thread of
+    this process (a gunicorn child would add 15 s of imports to every run)."""
+
+    def __init__(self, model_dir) -> None:
+        settings = ServingSettings(device="cpu")
+        app = create_app(model_dir=model_dir, settings=settings)
+        self.http = make_server("127.0.0.1", free_port(), app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.http.server_port}"
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+        self.thread.join()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("web") / "model"
     save(movie_model(), model_dir)
-    with LocalServer(model_dir, workers=1, env={"MFREC_DEVICE": "cpu"}) as running:
-        yield running
+    running = Server(model_dir)
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="module")
