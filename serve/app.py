@@ -11,8 +11,10 @@ error rows instead of a 400, because SageMaker fails the whole input file after 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import threading
 import time
 
 from flask import Flask, Response, jsonify, request
@@ -24,6 +26,11 @@ from mfrec.serve.requests import Recommendation
 from mfrec.serve.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
+
+# Answers computed at the same time by one worker (the others wait): bounds memory, since
+# each holds a decoded body and its response, while the server's many threads only wait for
+# slow clients (mfrec.serve.server.THREADS_PER_WORKER).
+CONCURRENT_ANSWERS = 4
 
 
 class ModelSlot:
@@ -42,8 +49,38 @@ class ModelNotLoaded(codecs.HttpError):
     status = 503
 
 
-def answer_records(recommender: Recommender, records: list[codecs.Record]) -> codecs.Answers:
-    """Every record paired with its answer; readable records are answered in one batch."""
+def within_budget(
+    recommender: Recommender, records: list[codecs.Record], max_bytes: int
+) -> list[codecs.Record]:
+    """``records`` with those whose answers would take the response past ``max_bytes`` turned
+    into error records (in body order, so the first ones are answered).
+
+    The size of an answer is estimated before it is computed, from its number of rows and the
+    longest subject and item id: ``rows * (len(subject) + longest item id + 16)`` bytes.
+    """
+    per_row = recommender.item_id_length + 16
+    total, kept = 0, []
+    for record in records:
+        if record.error is None:
+            total += recommender.answer_rows(record.request) * (len(record.subject) + per_row)
+            if total > max_bytes:
+                error = (
+                    f"the answers would make the response larger than MFREC_MAX_RESPONSE_MB="
+                    f"{max_bytes // 2**20}; send fewer records per request (MaxPayloadInMB) "
+                    "or a smaller top_n"
+                )
+                record = dataclasses.replace(record, request=None, error=error)
+        kept.append(record)
+    return kept
+
+
+def answer_records(
+    recommender: Recommender, records: list[codecs.Record], max_bytes: int | None = None
+) -> codecs.Answers:
+    """Every record paired with its answer; readable records are answered in one batch, as far
+    as the response stays under ``max_bytes`` (:func:`within_budget`)."""
+    if max_bytes is not None:
+        records = within_budget(recommender, records, max_bytes)
     answers = iter(recommender.answer([r.request for r in records if r.error is None]))
     pairs = [(r, Recommendation.failed(r.error) if r.error else next(answers)) for r in records]
     failed = [a.error for _, a in pairs if a.error]
@@ -98,6 +135,7 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_mb * 1024 * 1024
     slot = app.extensions["mfrec"] = ModelSlot(recommender)
+    answering = threading.BoundedSemaphore(CONCURRENT_ANSWERS)
     app.extensions["mfrec.settings"] = settings
 
     @app.get("/ping")
@@ -114,13 +152,17 @@ def create_app(
 
     @app.post("/invocations")
     def invocations():
+        # The body is read before anything can be refused: a connection whose answer says
+        # keep-alive must hold no unread bytes when the next request comes.
+        body, content_type = request.get_data(cache=False), request.headers.get("Content-Type")
         recommender = slot.require()
         mime, style = codecs.negotiate(request.headers.get("Accept"))
         timer = ServerTiming()
-        body, content_type = request.get_data(cache=False), request.headers.get("Content-Type")
-        records = timer("decode", codecs.decode, body, content_type, strict=not settings.batch)
-        answers = timer("model", answer_records, recommender, records)
-        encoded = timer("encode", codecs.ENCODERS[mime], answers, style)
+        with answering:
+            records = timer("decode", codecs.decode, body, content_type, strict=not settings.batch)
+            budget = settings.max_response_mb * 2**20
+            answers = timer("model", answer_records, recommender, records, budget)
+            encoded = timer("encode", codecs.ENCODERS[mime], answers, style)
         return Response(encoded, mimetype=mime, headers={"Server-Timing": timer.header()})
 
     app.register_blueprint(web.blueprint)  # GET / and its read-only JSON routes

@@ -26,11 +26,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mfrec.serve.encoders import encode_csv, encode_json, encode_jsonlines
-from mfrec.serve.requests import Recommendation, RecordError, Request, request_from_fields
+from mfrec.serve.requests import (
+    MAX_ID_LENGTH,
+    Recommendation,
+    RecordError,
+    Request,
+    request_from_fields,
+    shown,
+)
 from mfrec.train.errors import MfrecError
 
 EXAMPLE = '{"user_id": "685", "top_n": "5"}'
 SUBJECT_FIELDS = ("user_id", "userId", "item_id", "itemId")
+MAX_DEPTH = 4  # a record is an object of ids, lists of ids and attribute objects: 3 levels
+MAX_INT_DIGITS = 30  # longer JSON integers are never valid ids or counts (and Python refuses
+# to convert more than 4,300 digits); they are read as a HugeNumber, refused by the field
 
 
 class HttpError(MfrecError):
@@ -70,19 +80,68 @@ class Record:
     subject: str = ""
 
 
+class HugeNumber:
+    """A JSON integer of more than :data:`MAX_INT_DIGITS` digits, kept as its digit count only."""
+
+    def __init__(self, digits: str) -> None:
+        self.length = len(digits)
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.length} digits"
+
+    __str__ = __repr__
+
+
+def _parse_int(digits: str):
+    return int(digits) if len(digits) <= MAX_INT_DIGITS else HugeNumber(digits)
+
+
+def _loads(text: str | bytes):
+    """``json.loads`` that never lets a huge integer reach ``int()``; a nesting too deep for the
+    parser's recursion raises ``RecursionError`` like any other unreadable record."""
+    return json.loads(text, parse_int=_parse_int)
+
+
+def _too_deep(value) -> bool:
+    """Whether a decoded value nests deeper than :data:`MAX_DEPTH` (walked without recursion)."""
+    level = [value]
+    for _ in range(MAX_DEPTH):
+        level = [
+            child
+            for node in level
+            if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+        if not level:
+            return False
+    return any(isinstance(node, dict | list) for node in level)
+
+
+def _subject(value) -> str:
+    """An unreadable record's subject, safe to write back: bounded and UTF-8-encodable."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 800:
+        value = str(value)
+    if not isinstance(value, str):
+        return ""
+    return value[:MAX_ID_LENGTH].encode("utf-8", "replace").decode("utf-8")
+
+
 def record_from_object(obj) -> Record:
     """A :class:`Record` from one decoded JSON value (or CSV row as a dict).
 
     Error messages carry no line number: the error answer takes the record's place, and a line
     number within one of many request bodies would not point into the input file anyway.
     """
+    if _too_deep(obj):
+        error = f"the record nests more than {MAX_DEPTH} levels deep; send objects like {EXAMPLE}"
+        return Record(None, None, error)
     if not isinstance(obj, dict):
-        return Record(obj, None, f"a record must be a JSON object like {EXAMPLE}, got {obj!r:.60}")
+        return Record(obj, None, f"a record must be a JSON object like {EXAMPLE}, got {shown(obj)}")
     try:
         request = request_from_fields(obj)
     except RecordError as exc:
-        subject = next((obj[k] for k in SUBJECT_FIELDS if isinstance(obj.get(k), str | int)), "")
-        return Record(obj, None, str(exc), str(subject))
+        subject = next((obj[k] for k in SUBJECT_FIELDS if k in obj), "")
+        return Record(obj, None, str(exc), _subject(subject))
     return Record(obj, request, None, request.subject)
 
 
@@ -98,6 +157,7 @@ def _lines(body: bytes):
 
 
 _NOT_UTF8 = "the record is not UTF-8 text"
+_TOO_DEEP = f"the record nests too deeply to read; send objects like {EXAMPLE}"
 
 
 def decode_jsonlines(body: bytes) -> list[Record]:
@@ -108,11 +168,14 @@ def decode_jsonlines(body: bytes) -> list[Record]:
             records.append(Record(None, None, _NOT_UTF8))
             continue
         try:
-            value = json.loads(text)
+            value = _loads(text)
         except json.JSONDecodeError as exc:
             reason = f"{exc.msg} at column {exc.colno}"
             error = f"the record is not valid JSON ({reason}); send one object per line like"
             records.append(Record(text, None, f"{error} {EXAMPLE}"))
+            continue
+        except RecursionError:
+            records.append(Record(text, None, _TOO_DEEP))
             continue
         records.append(record_from_object(value))
     return records
@@ -121,8 +184,8 @@ def decode_jsonlines(body: bytes) -> list[Record]:
 def decode_json(body: bytes) -> list[Record]:
     """One JSON document (object, array, ``{"instances": [...]}``) or else JSON Lines."""
     try:
-        document = json.loads(body.removeprefix(b"\xef\xbb\xbf"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        document = _loads(body.removeprefix(b"\xef\xbb\xbf"))
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError included
         return decode_jsonlines(body)  # MultiRecord batches and JSON Lines sent as JSON
     if isinstance(document, dict) and set(document) == {"instances"}:
         document = document["instances"]
@@ -137,7 +200,12 @@ def decode_csv(body: bytes) -> list[Record]:
     """``user_id[,top_n]`` per line; a first line starting with ``user_id`` is a header."""
     records = []
     for number, text in enumerate(_lines(body)):
-        row = next(csv.reader([text])) if text is not None else None
+        try:
+            row = next(csv.reader([text])) if text is not None else None
+        except csv.Error as exc:  # a field over csv's 131,072 characters, a NUL byte, ...
+            error = f"the record is not CSV that can be read ({exc}); send user_id[,top_n]"
+            records.append(Record(text, None, error))
+            continue
         if row is None:
             records.append(Record(None, None, _NOT_UTF8))
         elif number == 0 and row[0].strip() in ("user_id", "userId"):

@@ -44,7 +44,7 @@ def _bytes_matrix(texts: np.ndarray) -> np.ndarray | None:
     try:
         encoded = np.array(texts, dtype="S")  # C speed for ASCII
     except UnicodeEncodeError:
-        encoded = np.array([text.encode("utf-8") for text in texts.tolist()], dtype="S")
+        encoded = np.array([t.encode("utf-8", "replace") for t in texts.tolist()], dtype="S")
     width = max(encoded.dtype.itemsize, 1)
     matrix = (
         encoded.view(np.uint8).reshape(len(texts), width)

@@ -15,6 +15,8 @@ from mfrec.serve import personalize
 from mfrec.serve.csvrows import csv_rows
 from mfrec.serve.requests import Recommendation
 
+CSV_CHUNK_ROWS = 65_536  # rows formatted as one byte matrix: bounds its memory for long ids
+
 if TYPE_CHECKING:
     from mfrec.serve.codecs import Answers, Record
 
@@ -50,19 +52,33 @@ def encode_csv(answers: Answers, style: str = "mfrec") -> bytes:
             continue
         parts += _csv_run(run)
         run = []
-        parts.append(_csv_lines(record, answer).encode("utf-8"))
+        parts.append(_utf8(_csv_lines(record, answer)))
     parts += _csv_run(run)
     return b"\n".join(parts)
 
 
+def _utf8(text: str) -> bytes:
+    """Text as UTF-8; the decoders refuse ids that are not valid Unicode, and anything that
+    slipped through becomes U+FFFD here rather than a failed response."""
+    return text.encode("utf-8", "replace")
+
+
 def _csv_run(run: list[tuple[Record, Recommendation]]) -> list[bytes]:
-    if not run:
-        return []
-    subjects = [record.subject for record, _ in run]
-    fast = csv_rows(subjects, [a.item_ids for _, a in run], [a.scores for _, a in run])
-    if fast is not None:
-        return [fast]
-    return ["\n".join(_csv_lines(record, answer) for record, answer in run).encode("utf-8")]
+    """Rows of records without errors, formatted together in chunks of about
+    :data:`CSV_CHUNK_ROWS` rows (each chunk's byte matrix is as wide as its widest field)."""
+    parts, start, rows = [], 0, 0
+    for end, (_, answer) in enumerate(run, start=1):
+        rows += len(answer.item_ids)
+        if rows >= CSV_CHUNK_ROWS or end == len(run):
+            chunk = run[start:end]
+            subjects = [record.subject for record, _ in chunk]
+            item_ids, scores = [a.item_ids for _, a in chunk], [a.scores for _, a in chunk]
+            fast = csv_rows(subjects, item_ids, scores)
+            if fast is None:
+                fast = _utf8("\n".join(_csv_lines(record, answer) for record, answer in chunk))
+            parts.append(fast)
+            start, rows = end, 0
+    return parts
 
 
 def _csv_lines(record: Record, answer: Recommendation) -> str:
@@ -107,9 +123,15 @@ def _object(record: Record, answer: Recommendation, style: str) -> dict:
     return {**obj, "note": answer.note} if answer.note else obj
 
 
+def _json(obj: dict) -> str:
+    """One answer as JSON text (ASCII: a lone surrogate echoed from the input stays escaped);
+    an echoed value JSON cannot hold (a huge number) is written as its description."""
+    return json.dumps(obj, default=str)
+
+
 def encode_jsonlines(answers: Answers, style: str = "mfrec") -> bytes:
     """One JSON object per record and line, no trailing newline."""
-    return "\n".join(json.dumps(_object(r, a, style)) for r, a in answers).encode("utf-8")
+    return "\n".join(_json(_object(r, a, style)) for r, a in answers).encode("utf-8")
 
 
 def encode_json(answers: Answers, style: str = "mfrec") -> bytes:
@@ -117,5 +139,5 @@ def encode_json(answers: Answers, style: str = "mfrec") -> bytes:
     a body of Personalize-shaped records: Personalize's response object, one line per record."""
     if style == "mfrec" and personalize.all_personalize([record for record, _ in answers]):
         return encode_jsonlines(answers, style)
-    objects = ",".join(json.dumps(_object(r, a, style)) for r, a in answers)
+    objects = ",".join(_json(_object(r, a, style)) for r, a in answers)
     return ('{"predictions":[' + objects + "]}").encode("utf-8")

@@ -16,6 +16,7 @@ itself, because CUDA cannot be started before a fork.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -111,6 +112,18 @@ class Recommender:
     @property
     def num_items(self) -> int:
         return self.artifact.num_items
+
+    @functools.cached_property
+    def item_id_length(self) -> int:
+        """Characters of the longest item id."""
+        return max(map(len, self.item_ids.tolist()), default=0)
+
+    def answer_rows(self, request: Request) -> int:
+        """How many items the answer to ``request`` may hold at most (0 when its ``top_n`` is
+        out of range: it will be answered with an error)."""
+        handler = self._handlers.get(request.type)
+        top_n = handler.top_n(request) if handler is not None else 0
+        return top_n if 1 <= top_n <= self.max_top_n else 0
 
     @property
     def request_types(self) -> tuple[str, ...]:

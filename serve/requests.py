@@ -20,6 +20,7 @@ fewer items, never an error.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -184,43 +185,89 @@ FIELD_NAMES = {
 FILTER_FIELDS = ("exclude_items", "include_items", "include_attributes", "exclude_attributes")
 
 
+# Limits on what one record may ask for (docs/serving.md, "Limits"): they bound the work and the
+# size of each answer, so that a few bytes in never become gigabytes out.
+MAX_ID_LENGTH = 256  # characters of an id (Amazon Personalize's limit for user and item ids)
+MAX_LIST_LENGTH = 1000  # ids in item_ids, history, exclude_items, include_items
+MAX_ATTRIBUTE_VALUES = 100  # values in include_attributes/exclude_attributes, all together
+_MAX_INT_BITS = 63  # top_n and other counts: anything larger is refused before arithmetic
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring = _SHOWN.maxother = 60
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 2, 4, 4
+
+
+def shown(value) -> str:
+    """A short, printable, ASCII-safe rendering of a value for an error message: strings are
+    cut, nesting is cut, and a huge integer is described instead of printed (Python refuses to
+    print integers of more than 4,300 digits)."""
+    if isinstance(value, int) and value.bit_length() > 200:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    try:
+        return _SHOWN.repr(value).encode("ascii", "backslashreplace").decode("ascii")
+    except (ValueError, RecursionError):  # an object whose repr() itself fails
+        return f"a {type(value).__name__}"
+
+
+def _text(value: str, name: str) -> str:
+    """``value`` when it is text that can be written back out: bounded, UTF-8-encodable."""
+    if len(value) > MAX_ID_LENGTH:
+        raise RecordError(f"{name} has {len(value)} characters; ids have at most {MAX_ID_LENGTH}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RecordError(
+                f"{name} holds a lone UTF-16 surrogate, which is not text ({shown(value)}); "
+                "send valid Unicode (in JSON, a surrogate pair like \\ud83d\\ude00)"
+            ) from None
+    if "\0" in value:
+        raise RecordError(f"{name} holds a NUL character ({shown(value)}); remove it")
+    return value
+
+
 def _id(value, name: str) -> str:
     if isinstance(value, str) and value:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise RecordError(f"{name} must be a non-empty string or an integer, got {value!r:.60}")
+        return _text(value, name)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 800:
+        return _text(str(value), name)
+    raise RecordError(f"{name} must be a non-empty string or an integer, got {shown(value)}")
 
 
 def _ids(value, name: str) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise RecordError(f'{name} must be a list of ids like ["50", "181"], got {value!r:.60}')
+        raise RecordError(f'{name} must be a list of ids like ["50", "181"], got {shown(value)}')
+    if len(value) > MAX_LIST_LENGTH:
+        raise RecordError(f"{name} has {len(value)} ids; send at most {MAX_LIST_LENGTH} per record")
     return tuple(_id(item, f"each of {name}") for item in value)
 
 
 def _int(value, name: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
+    if isinstance(value, float) and value.is_integer():  # False for NaN and infinities
+        value = int(value)
+    elif isinstance(value, str) and len(value) <= 30:
         try:
-            return int(value.strip())
+            value = int(value.strip())
         except ValueError:
             pass
-    raise RecordError(f"{name} must be an integer, got {value!r:.60}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() <= _MAX_INT_BITS:
+            return value
+    raise RecordError(f"{name} must be an integer, got {shown(value)}")
 
 
 def _bool(value, name: str) -> bool:
-    if (parsed := parse_bool(value)) is not None:
-        return parsed
-    raise RecordError(f"{name} must be true or false, got {value!r:.60}")
+    if (isinstance(value, str) and len(value) <= 10) or (
+        isinstance(value, int) and value.bit_length() <= _MAX_INT_BITS
+    ):
+        if (parsed := parse_bool(value)) is not None:
+            return parsed
+    raise RecordError(f"{name} must be true or false, got {shown(value)}")
 
 
 def _choice(choices: tuple[str, ...]) -> Callable:
     def parse(value, name: str) -> str:
-        if value not in choices:
-            raise RecordError(f"{name} must be one of {', '.join(choices)}, got {value!r:.60}")
+        if not isinstance(value, str) or value not in choices:
+            raise RecordError(f"{name} must be one of {', '.join(choices)}, got {shown(value)}")
         return value
 
     return parse
@@ -230,12 +277,16 @@ def _attributes(value, name: str) -> AttributeFilter:
     """``{"genre": "Comedy"}`` or ``{"genre": ["Comedy", "Drama"]}``."""
     if not isinstance(value, dict) or not value:
         raise RecordError(f'{name} must be an object like {{"genre": ["Comedy", "Drama"]}}')
-    parsed = []
+    parsed, count = [], 0
     for attribute, values in value.items():
         values = [values] if isinstance(values, str) else values
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            raise RecordError(f"{name}: values of {attribute!r} must be strings")
-        parsed.append((str(attribute), tuple(values)))
+            raise RecordError(f"{name}: values of {shown(attribute)} must be strings")
+        count += len(values)
+        if count > MAX_ATTRIBUTE_VALUES:
+            raise RecordError(f"{name} has more than {MAX_ATTRIBUTE_VALUES} values; send fewer")
+        texts = tuple(_text(v, f"{name}: a value of {shown(attribute)}") for v in values)
+        parsed.append((_text(str(attribute), f"{name}: an attribute name"), texts))
     return tuple(parsed)
 
 
@@ -272,7 +323,7 @@ def request_from_fields(obj: dict) -> Request:
     for key, value in obj.items():
         name = FIELD_NAMES.get(key)
         if name is None:
-            raise RecordError(f"unknown field {key!r}; use {', '.join(FIELD_NAMES)}")
+            raise RecordError(f"unknown field {shown(key)}; use {', '.join(FIELD_NAMES)}")
         if name in fields:
             raise RecordError(f"field {name!r} is given twice (as {key!r} too)")
         if value is not None:

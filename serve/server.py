@@ -8,8 +8,11 @@
 - Port ``--port``, else ``SAGEMAKER_BIND_TO_PORT``, else 8080; workers and timeout from
   ``SAGEMAKER_MODEL_SERVER_WORKERS``/``MODEL_SERVER_WORKERS`` and
   ``SAGEMAKER_MODEL_SERVER_TIMEOUT``/``MODEL_SERVER_TIMEOUT`` (see :mod:`mfrec.serve.app`).
-- Workers are ``gthread`` workers with a few threads: a ``/ping`` is answered while a long batch
-  request is being scored (torch releases the GIL while it computes). Their ``timeout`` is a
+- Workers are ``gthread`` workers with :data:`THREADS_PER_WORKER` threads: a ``/ping`` is
+  answered while a long batch request is being scored (torch releases the GIL while it computes)
+  and while slow clients trickle their bodies (each holds one thread; gunicorn waits for a
+  request's first bytes without one). The app computes at most ``CONCURRENT_ANSWERS`` answers at
+  a time per worker, which bounds memory whatever the thread count. Their ``timeout`` is a
   heartbeat of the worker's main loop, not a limit per request: a 100 MB batch body that takes
   minutes is not killed half way (SageMaker's own InvocationsTimeoutInSeconds still applies).
   Each worker picks its device and its torch thread count (CPU cores / workers) after the fork,
@@ -48,7 +51,10 @@ from mfrec.serve.settings import ServingSettings
 logger = logging.getLogger(__name__)
 
 GRACEFUL_TIMEOUT = 20  # seconds to finish in-flight requests after SIGTERM (< SageMaker's 30)
-THREADS_PER_WORKER = 4
+# A connection holds a thread while it sends its request: enough threads that slow clients
+# cannot hold them all (docs/serving.md, "Slow clients"); the app computes at most
+# mfrec.serve.app.CONCURRENT_ANSWERS answers at a time whatever this is.
+THREADS_PER_WORKER = 32
 KEEPALIVE = 20  # seconds; SageMaker's front end and `mfrec transform` reuse connections
 
 

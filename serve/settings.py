@@ -9,6 +9,8 @@ variable                                   default       meaning
 ``MFREC_DEFAULT_TOP_N``                    ``25``        ``top_n`` of a record that gives none
 ``MFREC_MAX_TOP_N``                        ``500``       largest ``top_n`` accepted
 ``MFREC_UNKNOWN_USER``                     ``popular``   ``popular`` list or ``error`` row
+``MFREC_MAX_RESPONSE_MB``                  ``100``       response size beyond which records
+                                                         get error rows (estimated)
 ``MFREC_DEVICE``                           ``auto``      ``auto``, ``cpu``, ``cuda``, ``cuda:N``
 ``MFREC_FOLD_IN``                          ``als``       ``als`` or ``mean``: fresh histories
 ``SAGEMAKER_BATCH``                        ``false``     batch transform: never answer 400
@@ -95,6 +97,7 @@ class ServingSettings:
     workers: int = 1
     timeout: int = 60
     port: int = 8080
+    max_response_mb: int = 100
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
@@ -113,6 +116,7 @@ class ServingSettings:
             default_top_n=_env_int(env, ("MFREC_DEFAULT_TOP_N",), 25, 1, 10_000),
             max_top_n=_env_int(env, ("MFREC_MAX_TOP_N",), 500, 1, 100_000),
             unknown_user=_choice(env, "MFREC_UNKNOWN_USER", UNKNOWN_USER_CHOICES, "popular"),
+            max_response_mb=_env_int(env, ("MFREC_MAX_RESPONSE_MB",), 100, 1, 4096),
             device=_env(env, "MFREC_DEVICE") or "auto",
             fold_in=_choice(env, "MFREC_FOLD_IN", FOLD_IN_METHODS, "als"),
             batch=_env_bool(env, "SAGEMAKER_BATCH", False),

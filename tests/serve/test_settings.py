@@ -24,11 +24,13 @@ def test_settings_from_environment_variables():
             "MODEL_SERVER_WORKERS": "3",
             "MODEL_SERVER_TIMEOUT": "120",
             "SAGEMAKER_BIND_TO_PORT": "9090",
+            "MFREC_MAX_RESPONSE_MB": "7",
         }
     )
     assert settings == ServingSettings(
-        False, 5, 50, "error", "cpu", "mean", True, 100, 100, "SINGLE_RECORD", 4, 3, 120, 9090
+        False, 5, 50, "error", "cpu", "mean", True, 100, 100, "SINGLE_RECORD", 4, 3, 120, 9090, 7
     )
+    assert ServingSettings.from_env({}).max_response_mb == 100
     default = ServingSettings.from_env({})
     assert (default.max_payload_mb, default.batch_payload_mb) == (6, 1)
     assert ServingSettings.from_env({"SAGEMAKER_MAX_PAYLOAD_IN_MB": "20"}).batch_payload_mb == 20
