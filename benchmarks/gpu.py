@@ -112,6 +112,11 @@ def phase_of(name: str) -> str:
     return "forward"
 
 
+def _transparent(name: str) -> bool:
+    """Ranges that wrap a whole step: their children are the phases."""
+    return name.startswith("ProfilerStep") or name == "Trainer.step"
+
+
 def run_steps(trainer, count: int, on_batch=None) -> None:
     """Train ``count`` steps, across epoch ends (a trainer stopped mid-epoch resumes there)."""
     done = {"steps": 0}
@@ -169,10 +174,12 @@ def breakdown(trainer, device, steps: int) -> dict:
             busy += event.self_device_time_total
         elif not cuda and event.name.startswith("aten::"):
             busy += event.self_cpu_time_total
-        parent = event.cpu_parent
-        if event.name.startswith("ProfilerStep") or event.device_type != DeviceType.CPU:
+        if _transparent(event.name) or event.device_type != DeviceType.CPU:
             continue
-        if parent is not None and not parent.name.startswith("ProfilerStep"):
+        parent = event.cpu_parent
+        while parent is not None and _transparent(parent.name):
+            parent = parent.cpu_parent
+        if parent is not None:
             continue  # counted in its top-level parent
         spent = event.device_time_total if cuda else event.cpu_time_total
         totals[phase_of(event.name)] += spent

@@ -37,8 +37,9 @@ def row_adam_update(
     Parameters
     ----------
     table : Tensor (rows, dim)
-    moments : Tensor (rows, 2, dim)
-        The first and second moments of each row, side by side (one gather, one scatter).
+    moments : Tensor (2, rows, dim)
+        The first and second moments, stacked (one gather, one scatter; each moment of the
+        gathered rows stays contiguous for the element-wise work).
     index : LongTensor (n,)
         Rows touched by the step, repeats allowed (their gradients add up).
     grad : Tensor (n, dim)
@@ -50,11 +51,11 @@ def row_adam_update(
     key = torch.searchsorted(ordered, index)
     summed = torch.zeros_like(grad).index_add_(0, key, grad)  # in position order, as before
     grad = summed.index_select(0, key)
-    state = moments.index_select(0, index)
-    exp_avg, exp_avg_sq = state[:, 0], state[:, 1]
+    state = moments.index_select(1, index)
+    exp_avg, exp_avg_sq = state[0], state[1]
     exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-    moments.index_copy_(0, index, state)  # repeats write identical values
+    moments.index_copy_(1, index, state)  # repeats write identical values
     denominator = exp_avg_sq.sqrt().add_(eps)
     values = table.index_select(0, index)
     if isinstance(step_size, torch.Tensor):
@@ -88,15 +89,15 @@ class RowAdam:
         self.betas = betas
         self.eps = eps
         self.steps = [0 for _ in self.tables]
-        self.moments = [table.new_zeros((table.shape[0], 2, table.shape[1])) for table in tables]
+        self.moments = [table.new_zeros((2, *table.shape)) for table in tables]
 
     @property
     def exp_avg(self) -> list[torch.Tensor]:
-        return [moments[:, 0] for moments in self.moments]
+        return [moments[0] for moments in self.moments]
 
     @property
     def exp_avg_sq(self) -> list[torch.Tensor]:
-        return [moments[:, 1] for moments in self.moments]
+        return [moments[1] for moments in self.moments]
 
     def step_size(self, which: int) -> float:
         """The step size of table ``which``'s next step (SparseAdam's bias correction)."""

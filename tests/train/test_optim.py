@@ -61,7 +61,7 @@ def test_a_tensor_step_size_gives_the_float_step():
     grad = torch.randn(9, 3, generator=generator)
     first = torch.randn(6, 3, generator=generator)
     second = first.clone()
-    moments = [torch.zeros(6, 2, 3), torch.zeros(6, 2, 3)]
+    moments = [torch.zeros(2, 6, 3), torch.zeros(2, 6, 3)]
     row_adam_update(first, moments[0], index, grad, 0.05, 0.9, 0.999, 1e-8)
     row_adam_update(second, moments[1], index, grad, torch.tensor(0.05), 0.9, 0.999, 1e-8)
     torch.testing.assert_close(second, first)
