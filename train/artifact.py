@@ -161,8 +161,47 @@ def save(artifact: ModelArtifact, model_dir: str | os.PathLike) -> Path:
     return model_dir
 
 
+def _check_manifest(manifest, path: Path) -> dict:
+    """The manifest's shape: an object with the format, an integer version, a ``files`` map of
+    SHA-256 digests that names the arrays (checksums are never optional) and a ``config``."""
+    retrain = "copy the model folder again or retrain the model"
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path} must hold a JSON object, not {type(manifest).__name__}")
+    if manifest.get("format") != FORMAT_NAME:
+        raise ArtifactError(f"{path} is not an mfrec model manifest (no format {FORMAT_NAME!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ArtifactError(
+            f"{path}: format_version must be the integer {FORMAT_VERSION}, got {version!r:.40} "
+            f"({type(version).__name__}); the manifest was edited: {retrain}"
+        )
+    if version != FORMAT_VERSION:
+        raise ArtifactError(
+            f"model format version {version} is not supported by this mfrec (reads version "
+            f"{FORMAT_VERSION}); retrain the model with this version or serve it with the "
+            "mfrec version that trained it"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict) or ARRAYS not in files:
+        raise ArtifactError(
+            f"{path} has no checksums ('files' must map {ARRAYS} to its SHA-256); "
+            f"without them a changed model would be served: {retrain}"
+        )
+    for name, digest in files.items():
+        bad_name = not isinstance(name, str) or Path(name).name != name or name == MANIFEST
+        if bad_name or not (isinstance(digest, str) and len(digest) == 64):
+            raise ArtifactError(
+                f"{path}: 'files' entry {name!r:.60} is not a file name and a "
+                f"SHA-256 digest: {retrain}"
+            )
+    for key in ("config", "metrics"):
+        if not isinstance(manifest.get(key, {} if key == "metrics" else None), dict):
+            raise ArtifactError(f"{path}: {key!r} must be a JSON object: {retrain}")
+    return manifest
+
+
 def read_manifest(model_dir: str | os.PathLike) -> dict:
-    """The manifest of a model folder, checked for format and version."""
+    """The manifest of a model folder, checked for format, version and shape."""
     path = Path(model_dir) / MANIFEST
     if not path.is_file():
         raise ArtifactError(
@@ -171,32 +210,59 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
         )
     try:
         manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); retrain the model") from None
-    if manifest.get("format") != FORMAT_NAME:
-        raise ArtifactError(f"{path} is not an mfrec model manifest")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    return _check_manifest(manifest, path)
+
+
+def check_arrays(artifact: ModelArtifact, source: str | os.PathLike) -> None:
+    """Refuse arrays that would be served wrongly: non-numeric or non-finite scores, ids that
+    are not 1-D text, training items outside the catalogue, a CSR pointer that is not a
+    running count. Raises :class:`ArtifactError` naming the array."""
+    fix = f"in {source}; copy the model folder again or retrain"
+    floats = ("user_embeddings", "item_embeddings", "user_biases", "item_biases")
+    for name in (*floats, "item_popularity"):
+        value = getattr(artifact, name)
+        if value.dtype.kind not in "fiu":
+            raise ArtifactError(f"{name} has dtype {value.dtype}, not numbers, {fix}")
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            bad = int((~np.isfinite(value)).sum())
+            raise ArtifactError(f"{name} holds {bad} NaN or infinite values {fix}")
+    for name in ("user_embeddings", "item_embeddings"):
+        if getattr(artifact, name).ndim != 2:
+            raise ArtifactError(f"{name} must be 2-D (rows, embedding_dim) {fix}")
+    for name in ("user_ids", "item_ids"):
+        value = getattr(artifact, name)
+        if value.ndim != 1 or value.dtype.kind != "U":
+            raise ArtifactError(f"{name} must be a 1-D array of text, got {value.dtype} {fix}")
+        if len(np.unique(value)) != len(value):
+            raise ArtifactError(f"{name} holds duplicate ids {fix}")
+    indptr, indices = artifact.seen_indptr, artifact.seen_indices
+    if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu" or indices.ndim != 1:
+        raise ArtifactError(f"seen_indptr and seen_indices must be 1-D integer arrays {fix}")
+    if indptr[0] != 0 or indptr[-1] != len(indices) or (np.diff(indptr) < 0).any():
         raise ArtifactError(
-            f"model format version {version} is not supported by this mfrec (reads version "
-            f"{FORMAT_VERSION}); retrain the model with this version or serve it with the "
-            "mfrec version that trained it"
+            f"seen_indptr must rise from 0 to len(seen_indices)={len(indices)} {fix}"
         )
-    return manifest
+    if len(indices) and (indices.min() < 0 or indices.max() >= artifact.num_items):
+        raise ArtifactError(
+            f"seen_indices holds item indices outside 0..{artifact.num_items - 1} {fix}"
+        )
 
 
 def load(model_dir: str | os.PathLike, verify: bool = True) -> ModelArtifact:
-    """Rebuild a :class:`ModelArtifact` from a model folder alone.
+    """Rebuild a :class:`ModelArtifact` from a model folder alone, checked (:func:`check_arrays`).
 
     Raises
     ------
     ArtifactError
-        The folder has no manifest, another format version, a missing file, or a file whose
-        SHA-256 differs from the manifest's (tampered or truncated).
+        The folder has no manifest, a manifest of another format version or shape (no
+        checksums, say), a missing file, a file whose SHA-256 differs from the manifest's
+        (tampered or truncated), or arrays with wrong shapes, NaN or out-of-range indices.
     """
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
-    for name, digest in manifest.get("files", {}).items():
+    for name, digest in manifest["files"].items():
         path = model_dir / name
         if not path.is_file():
             raise ArtifactError(f"model file {path} is missing; copy the whole model folder")
@@ -208,7 +274,7 @@ def load(model_dir: str | os.PathLike, verify: bool = True) -> ModelArtifact:
     try:
         with np.load(model_dir / ARRAYS, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise ArtifactError(f"cannot read {model_dir / ARRAYS}: {exc}") from None
     extra = {
         name[len(_EXTRA_PREFIX) :]: value
@@ -216,11 +282,16 @@ def load(model_dir: str | os.PathLike, verify: bool = True) -> ModelArtifact:
         if name.startswith(_EXTRA_PREFIX)
     }
     core = {name: value for name, value in arrays.items() if not name.startswith(_EXTRA_PREFIX)}
+    for name in ("user_embeddings", "item_embeddings"):
+        if name in core and core[name].ndim != 2:
+            raise ArtifactError(f"{name} must be 2-D (rows, embedding_dim) in {ARRAYS}; retrain")
     try:
-        return ModelArtifact(
-            **core, config=manifest["config"], metrics=manifest["metrics"], extra=extra
+        artifact = ModelArtifact(
+            **core, config=manifest["config"], metrics=manifest.get("metrics", {}), extra=extra
         )
-    except TypeError as exc:
+    except (TypeError, IndexError) as exc:
         raise ArtifactError(
             f"{model_dir / ARRAYS} does not hold the expected arrays: {exc}"
         ) from None
+    check_arrays(artifact, model_dir / ARRAYS)
+    return artifact
