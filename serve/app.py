@@ -162,6 +162,8 @@ def create_app(
             records = timer("decode", codecs.decode, body, content_type, strict=not settings.batch)
             budget = settings.max_response_mb * 2**20
             answers = timer("model", answer_records, recommender, records, budget)
+            if not settings.batch and all(answer.error for _, answer in answers):
+                raise codecs.BadRequest(answers[0][1].error)  # real time: nothing was answered
             encoded = timer("encode", codecs.ENCODERS[mime], answers, style)
         return Response(encoded, mimetype=mime, headers={"Server-Timing": timer.header()})
 
