@@ -11,8 +11,9 @@ It does what SageMaker (and the SageMaker SDK's local mode, its reference here) 
    ``MaxConcurrentTransforms`` at a time; a non-2xx answer (or a broken connection) is retried
    ``max_retries`` times (SageMaker's default: 3), after which the file fails;
 4. the answers, in input order and each followed by a newline, become ``<file>.out`` in the
-   output folder (the input's relative path kept). A failed file gets no ``.out``, like in
-   SageMaker; the other files go on and the command then fails.
+   output folder (the input's relative path kept), written to a fresh temporary file and
+   renamed (links in the output folder are replaced, never followed). A failed file gets no
+   ``.out``, like in SageMaker; the other files go on and the command then fails.
 
 Settings the user leaves out come from the server's ``/execution-parameters``, else SageMaker's
 defaults (MultiRecord, 6 MB, 1 request at a time). Unlike local mode, answers are not stripped
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -144,16 +146,29 @@ def bodies(path: Path, strategy: str, max_payload_mb: int) -> Iterator[tuple[byt
         yield b"".join(buffer), len(buffer)
 
 
+NAME_MAX = 255  # bytes of one file name on Linux, macOS and S3-mounted folders alike
+
+
 def transform_file(
     client: Client, job: TransformJob, source: Path, target: Path, report: TransformReport
 ) -> None:
-    """One input file to ``target`` (written beside it first, renamed when complete)."""
+    """One input file to ``target``, written to a new temporary file beside it and renamed
+    when complete: the temporary file is created exclusively (never an existing file or a
+    link planted in the output folder) and the rename replaces ``target`` itself, a link
+    included, never the file a link points to."""
+    if len(os.fsencode(target.name)) > NAME_MAX:
+        raise TransformFailed(
+            f"the output name {target.name[:40]}... would be longer than {NAME_MAX} bytes; "
+            "give the input file a shorter name"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
+    handle, partial_name = tempfile.mkstemp(prefix=".mfrec-", suffix=".partial", dir=target.parent)
+    partial = Path(partial_name)
+    os.fchmod(handle, 0o644)  # mkstemp's 0600 would hide the output from the user's group
     window = 2 * job.max_concurrent
     pending: deque = deque()
     try:
-        with open(partial, "wb") as out, ThreadPoolExecutor(job.max_concurrent) as pool:
+        with open(handle, "wb") as out, ThreadPoolExecutor(job.max_concurrent) as pool:
             for body, lines in bodies(source, job.strategy, job.max_payload_mb):
                 pending.append(pool.submit(client.invoke, body))
                 report.records += lines
@@ -163,10 +178,12 @@ def transform_file(
             while pending:
                 out.write(pending.popleft().result() + b"\n")
         os.replace(partial, target)
-    except InvocationFailed:  # TransformFailed included
+    except (InvocationFailed, OSError) as exc:  # TransformFailed included
         for future in pending:
             future.cancel()
         partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise TransformFailed(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
 
 

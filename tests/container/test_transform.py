@@ -222,3 +222,56 @@ def test_transform_needs_an_endpoint_or_a_model(tmp_path, capsys):
         main(["transform", str(tmp_path), "--output", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert "one of the arguments --endpoint --model-dir is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("accept", ["text/csv", "application/jsonlines"])
+def test_each_hostile_class_among_good_lines_is_an_error_row_not_a_failed_file(
+    endpoint, tmp_path, accept
+):
+    """Issue 17: one bad line among good ones used to fail the whole file after 4 tries."""
+    from hostile_records import GOOD, JSON_RECORDS
+
+    lines = []
+    for line, _ in JSON_RECORDS.values():
+        lines += [GOOD] * 2 + [line]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "mixed.json").write_bytes(b"\n".join(lines) + b"\n")
+    job = TransformJob(accept=accept, max_retries=0)
+    report = transform.run(tmp_path / "in", tmp_path / "out", job, endpoint=endpoint)
+    assert report.records == len(lines) and not report.failures
+    out = (tmp_path / "out" / "mixed.json.out").read_text().splitlines()
+    good = [r for r in out if r.startswith("685,i") or r.startswith('{"user_id": "685", "item')]
+    errors = [r for r in out if "error" in r]
+    assert len(good) == 2 * len(JSON_RECORDS) * (3 if accept == "text/csv" else 1)
+    assert len(errors) == len(JSON_RECORDS)
+    for error, (_, phrase) in zip(errors, JSON_RECORDS.values(), strict=True):
+        assert phrase in error.replace('""', '"')
+
+
+def test_outputs_replace_links_in_the_output_folder_never_follow_them(
+    endpoint, seed_file, tmp_path
+):
+    """A link planted where the output (or its old temporary name) goes is replaced; the file
+    it points to is never written."""
+    out, victim = tmp_path / "out", tmp_path / "victim.txt"
+    out.mkdir()
+    victim.write_text("keep me")
+    (out / "seed.json.out").symlink_to(victim)
+    (out / "seed.json.out.partial").symlink_to(victim)
+    transform.run(seed_file, out, TransformJob(), endpoint=endpoint)
+    assert victim.read_text() == "keep me"
+    assert not (out / "seed.json.out").is_symlink()
+    assert (out / "seed.json.out").read_bytes() == seed_out()
+    assert sorted(p.name for p in out.iterdir()) == ["seed.json.out", "seed.json.out.partial"]
+
+
+def test_long_input_names_are_transformed_or_refused_in_one_line(endpoint, tmp_path):
+    (tmp_path / "in").mkdir()
+    longest = "a" * 246 + ".json"  # 251 bytes: the .out name has 255, the most a name may
+    too_long = "b" * 250 + ".json"
+    for name in (longest, too_long):
+        (tmp_path / "in" / name).write_bytes(SEED)
+    with pytest.raises(TransformFailed, match="1 of 2 input file.*would be longer than 255 bytes"):
+        transform.run(tmp_path / "in", tmp_path / "out", TransformJob(), endpoint=endpoint)
+    assert (tmp_path / "out" / (longest + ".out")).read_bytes() == seed_out()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [longest + ".out"]
