@@ -62,8 +62,15 @@ def within_budget(
     total, kept = 0, []
     for record in records:
         if record.error is None:
-            total += recommender.answer_rows(record.request) * (len(record.subject) + per_row)
-            if total > max_bytes:
+            rows = recommender.answer_rows(record.request)
+            total += rows * (len(record.subject) + per_row)
+            if not rows:  # refused before any work, so that a lone record is a 400
+                error = (
+                    f"top_n={record.request.top_n} is out of range; "
+                    f"use 1 to {recommender.max_top_n}"
+                )
+                record = dataclasses.replace(record, request=None, error=error)
+            elif total > max_bytes:
                 error = (
                     f"the answers would make the response larger than MFREC_MAX_RESPONSE_MB="
                     f"{max_bytes // 2**20}; send fewer records per request (MaxPayloadInMB) "
@@ -162,8 +169,8 @@ def create_app(
             records = timer("decode", codecs.decode, body, content_type, strict=not settings.batch)
             budget = settings.max_response_mb * 2**20
             answers = timer("model", answer_records, recommender, records, budget)
-            if not settings.batch and all(answer.error for _, answer in answers):
-                raise codecs.BadRequest(answers[0][1].error)  # real time: nothing was answered
+            if not settings.batch and all(record.error for record, _ in answers):
+                raise codecs.BadRequest(answers[0][0].error)  # as codecs.decode(strict=True)
             encoded = timer("encode", codecs.ENCODERS[mime], answers, style)
         return Response(encoded, mimetype=mime, headers={"Server-Timing": timer.header()})
 
