@@ -122,7 +122,11 @@ class ServerTiming:
 
 
 def _one_line(text: str, status: int) -> Response:
-    return Response(" ".join(str(text).split()), status=status, mimetype="text/plain")
+    """A plain-text answer of one line: at most 1,000 characters, ASCII-safe (an error may
+    quote a client's bytes, lone surrogates included)."""
+    line = " ".join(str(text).split())
+    line = line if len(line) <= 1000 else line[:997] + "..."
+    return Response(line.encode("utf-8", "backslashreplace"), status=status, mimetype="text/plain")
 
 
 def create_app(

@@ -102,19 +102,40 @@ def _loads(text: str | bytes):
     return json.loads(text, parse_int=_parse_int)
 
 
-def _too_deep(value) -> bool:
-    """Whether a decoded value nests deeper than :data:`MAX_DEPTH` (walked without recursion)."""
+def _unreadable(value) -> str | None:
+    """Why a decoded value cannot be a record whatever its fields, or None: it nests deeper
+    than :data:`MAX_DEPTH`, or a key or string holds a lone UTF-16 surrogate (JSON's
+    ``"\\ud800"``), which no answer could write back out. Walked level by level, without
+    recursion."""
     level = [value]
-    for _ in range(MAX_DEPTH):
-        level = [
-            child
-            for node in level
-            if isinstance(node, dict | list)
-            for child in (node.values() if isinstance(node, dict) else node)
-        ]
-        if not level:
-            return False
-    return any(isinstance(node, dict | list) for node in level)
+    for depth in range(MAX_DEPTH + 1):
+        children = []
+        for node in level:
+            if isinstance(node, dict):
+                children += node
+                children += node.values()
+            elif isinstance(node, list):
+                children += node
+            elif isinstance(node, str) and not node.isascii() and _has_surrogate(node):
+                return (
+                    f"the record holds a lone UTF-16 surrogate ({shown(node)}), which is not text"
+                )
+        if not children:
+            return None
+        if depth == MAX_DEPTH and any(isinstance(c, dict | list) for c in children):
+            return (
+                f"the record nests more than {MAX_DEPTH} levels deep; send objects like {EXAMPLE}"
+            )
+        level = children
+    return None
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _subject(value) -> str:
@@ -132,8 +153,7 @@ def record_from_object(obj) -> Record:
     Error messages carry no line number: the error answer takes the record's place, and a line
     number within one of many request bodies would not point into the input file anyway.
     """
-    if _too_deep(obj):
-        error = f"the record nests more than {MAX_DEPTH} levels deep; send objects like {EXAMPLE}"
+    if (error := _unreadable(obj)) is not None:
         return Record(None, None, error)
     if not isinstance(obj, dict):
         return Record(obj, None, f"a record must be a JSON object like {EXAMPLE}, got {shown(obj)}")

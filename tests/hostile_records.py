@@ -34,7 +34,7 @@ JSON_RECORDS: dict[str, tuple[bytes, str]] = {
     "lone surrogate user_id": (b'{"user_id": "\\ud800"}', "lone UTF-16 surrogate"),
     "lone surrogate item": (b'{"item_id": "a\\udfff"}', "lone UTF-16 surrogate"),
     "lone surrogate in a list": (b'{"item_ids": ["1", "\\ud800"]}', "lone UTF-16 surrogate"),
-    "lone surrogate field name": (b'{"\\ud800": 1}', "unknown field"),
+    "lone surrogate field name": (b'{"\\ud800": 1}', "lone UTF-16 surrogate"),
     "NUL in an id": (b'{"user_id": "a\\u0000b"}', "NUL character"),
     "id of 300000 characters": (_record(user_id="u" * 300_000, top_n=500), "at most 256"),
     "item_ids of 5000": (_record(user_id="685", item_ids=["1"] * 5000), "at most 1000"),
