@@ -118,7 +118,7 @@ def _unreadable(value) -> str | None:
                 children += node
             elif isinstance(node, str) and not node.isascii() and _has_surrogate(node):
                 return (
-                    f"the record holds a lone UTF-16 surrogate ({shown(node)}), which is not text"
+                    f"the record holds a lone UTF-16 surrogate ({shown(node)}); send valid Unicode"
                 )
         if not children:
             return None
