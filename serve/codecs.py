@@ -96,10 +96,13 @@ def _parse_int(digits: str):
     return int(digits) if len(digits) <= MAX_INT_DIGITS else HugeNumber(digits)
 
 
+_DECODER = json.JSONDecoder(parse_int=_parse_int)
+
+
 def _loads(text: str | bytes):
     """``json.loads`` that never lets a huge integer reach ``int()``; a nesting too deep for the
     parser's recursion raises ``RecursionError`` like any other unreadable record."""
-    return json.loads(text, parse_int=_parse_int)
+    return _DECODER.decode(text if isinstance(text, str) else text.decode("utf-8"))
 
 
 def _unreadable(value) -> str | None:
@@ -147,13 +150,22 @@ def _subject(value) -> str:
     return value[:MAX_ID_LENGTH].encode("utf-8", "replace").decode("utf-8")
 
 
-def record_from_object(obj) -> Record:
-    """A :class:`Record` from one decoded JSON value (or CSV row as a dict).
+def _plain(text: str) -> bool:
+    """Whether a JSON line is surely readable as far as :func:`_unreadable` goes: no escape
+    that could be a surrogate, too few brackets to nest too deeply (most records: skips the
+    walk)."""
+    return "\\u" not in text and text.count("{") + text.count("[") <= MAX_DEPTH
+
+
+def record_from_object(obj, text: str | None = None) -> Record:
+    """A :class:`Record` from one decoded JSON value (or CSV row as a dict); ``text``, the JSON
+    it was decoded from when known, saves a check (:func:`_plain`).
 
     Error messages carry no line number: the error answer takes the record's place, and a line
     number within one of many request bodies would not point into the input file anyway.
     """
-    if (error := _unreadable(obj)) is not None:
+    plain = text is not None and _plain(text)
+    if not plain and (error := _unreadable(obj)) is not None:
         return Record(None, None, error)
     if not isinstance(obj, dict):
         return Record(obj, None, f"a record must be a JSON object like {EXAMPLE}, got {shown(obj)}")
@@ -197,7 +209,7 @@ def decode_jsonlines(body: bytes) -> list[Record]:
         except RecursionError:
             records.append(Record(text, None, _TOO_DEEP))
             continue
-        records.append(record_from_object(value))
+        records.append(record_from_object(value, text))
     return records
 
 
