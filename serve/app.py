@@ -121,6 +121,25 @@ class ServerTiming:
         return ", ".join(f"{name};dur={1000 * s:.1f}" for name, s in self.durations.items())
 
 
+DISCARD_LIMIT = 100 * 2**20  # SageMaker's largest MaxPayloadInMB
+
+
+def _discard_body() -> None:
+    """Read and drop an unread body of up to :data:`DISCARD_LIMIT` bytes, so that the client,
+    still sending, gets the answer and the kept-alive connection holds no stray bytes
+    (gunicorn drains only 64 kB itself, then closes a connection it announced as kept alive).
+    A larger body is left: gunicorn closes the connection."""
+    remaining = request.content_length or 0
+    if remaining > DISCARD_LIMIT:
+        return
+    stream = request.environ["wsgi.input"]
+    while remaining > 0:
+        chunk = stream.read(min(remaining, 2**20))
+        if not chunk:
+            return
+        remaining -= len(chunk)
+
+
 def _one_line(text: str, status: int) -> Response:
     """A plain-text answer of one line: at most 1,000 characters, ASCII-safe (an error may
     quote a client's bytes, lone surrogates included)."""
@@ -187,6 +206,7 @@ def create_app(
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if exc.code == 413:
+            _discard_body()
             return _one_line(
                 f"the body is larger than MaxPayloadInMB ({settings.max_payload_mb} "
                 "MB); send fewer records per request or raise "
