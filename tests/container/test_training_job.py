@@ -87,7 +87,13 @@ def test_empty_hyperparameters_train_with_defaults(tmp_path):
     assert set(metrics["model_search"]) == {"ials", "sgd"} and metrics["probes"]
     assert artifact.config["model"] == metrics["model"] in ("ials", "sgd")
     auto = {k for k, v in TrainConfig().to_dict().items() if v == "auto" and k != "device"}
-    assert auto == {"model", "recency_min_weight", "unobserved_weight", "regularization"}
+    assert auto == {
+        "model",
+        "recency_min_weight",
+        "unobserved_weight",
+        "regularization",
+        "batch_size",
+    }
     resolved = {key: value for key, value in artifact.config.items() if key not in auto}
     assert resolved == {k: v for k, v in TrainConfig().to_dict().items() if k not in auto}
     assert isinstance(artifact.config["recency_min_weight"], float)
