@@ -20,8 +20,10 @@
 Probes train on at most :data:`PROBE_USERS` validation users' fit interactions (seeded), so
 their cost is bounded whatever the data size. Every finished probe is recorded in ``done``
 (checkpointed by the caller), so a resumed job does not run it again; a probe cut short by
-``should_stop`` is not recorded. Without validation data nothing is probed: ``model=auto``
-means ``sgd``, recency weighting 0, the iALS values their defaults.
+``should_stop`` is not recorded. An iALS probe ends early once its score has fallen
+:data:`PROBE_PATIENCE` iterations in a row (its best is then behind it: iALS's VALID curve
+rises to one peak and falls as it overfits). Without validation data nothing is probed:
+``model=auto`` means ``sgd``, recency weighting 0, the iALS values their defaults.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ STEP = 3.0
 MAX_STEPS = 3  # moves per direction of the coordinate search
 SEARCH_ROUNDS = 2
 PROBE_USERS = 5_000
+PROBE_PATIENCE = 2
 
 
 class Interrupted(Exception):
@@ -117,6 +120,13 @@ def resolve(
         search = prober.ials if model == "ials" else prober.sgd
         candidates.append(search(resolved))
     return candidates
+
+
+def _falling(scores: list[float]) -> bool:
+    """The last :data:`PROBE_PATIENCE` scores each fell below the one before."""
+    tail = scores[-PROBE_PATIENCE - 1 :]
+    falls = [later < earlier for earlier, later in zip(tail[:-1], tail[1:], strict=True)]
+    return len(tail) > PROBE_PATIENCE and all(falls)
 
 
 def report(done: dict) -> list[dict]:
@@ -214,11 +224,14 @@ class _Prober:
                 raise Interrupted
             if config.model == "ials" or trainer.epoch == epochs:
                 scores.append(evaluate(trainer.model, self.fit, self.holdout, k=10)["ndcg@10"])
+            if _falling(scores):
+                break
         bar.close()
         result = {
             **settings,
             "ndcg@10": max(scores),
             "epochs": epochs if config.model == "sgd" else int(np.argmax(scores)) + 1,
+            "iterations": trainer.epoch,
             "users": self.users,
             "seconds": round(time.perf_counter() - started, 3),
         }

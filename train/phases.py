@@ -35,8 +35,10 @@ MAX_EXTENSIONS = 4
 MONITOR_USERS = 10_000
 
 
-def monitor_sample(holdout, seed: int, max_users: int = MONITOR_USERS):
-    """``holdout`` restricted to at most ``max_users`` of its users (seeded), or itself."""
+def monitor_sample(holdout, seed: int, max_users: int | None = None):
+    """``holdout`` restricted to at most ``max_users`` (default :data:`MONITOR_USERS`) of its
+    users (seeded), or itself."""
+    max_users = MONITOR_USERS if max_users is None else max_users
     users = np.unique(holdout.user_idx)
     if len(users) <= max_users:
         return holdout

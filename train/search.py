@@ -127,7 +127,8 @@ class ModelSearch:
         if first.model not in self.fits:
             return None
         spent = {model: self._probe_seconds(model) for model in (first.model, config.model)}
-        allowed = max(MIN_LIMIT_SECONDS, factor * (spent[first.model] + self.fits[first.model]["seconds"]))
+        first_cost = spent[first.model] + self.fits[first.model]["seconds"]
+        allowed = max(MIN_LIMIT_SECONDS, factor * first_cost)
         return max(0.0, allowed - spent[config.model])
 
     def _probe_seconds(self, model: str) -> float:

@@ -72,13 +72,14 @@ def test_finished_probes_are_not_run_again(monkeypatch):
 
 
 def test_a_probe_cut_short_is_not_recorded():
-    calls = {"n": 0}
+    calls_after_the_first = {"n": 0}
+    done, saved = {}, []
 
     def stop_in_the_second_probe():  # iALS checks before each half-step: 2 per iteration
-        calls["n"] += 1
-        return calls["n"] > 2 * auto.IALS_PROBE_ITERATIONS + 3
+        if saved:
+            calls_after_the_first["n"] += 1
+        return calls_after_the_first["n"] > 3
 
-    done, saved = {}, []
     with pytest.raises(Interrupted):
         resolve(
             *split(),
@@ -89,6 +90,17 @@ def test_a_probe_cut_short_is_not_recorded():
             on_probe=lambda d: saved.append(len(d)),
         )
     assert len(done) == 1 and saved == [1]
+
+
+def test_an_ials_probe_ends_once_its_score_falls_patience_times_in_a_row():
+    assert auto._falling([0.1, 0.3, 0.2, 0.1]) and not auto._falling([0.1, 0.3, 0.2, 0.25])
+    assert not auto._falling([0.3, 0.2])  # needs PROBE_PATIENCE falls after a first score
+    done = {}
+    resolve(*split(), CONFIG, CPU, done=done)
+    for probe in (p for p in done.values() if p["model"] == "ials"):
+        assert probe["epochs"] <= probe["iterations"] <= auto.IALS_PROBE_ITERATIONS
+        if probe["iterations"] < auto.IALS_PROBE_ITERATIONS:  # stopped: its best is behind it
+            assert probe["iterations"] - probe["epochs"] >= auto.PROBE_PATIENCE
 
 
 def test_without_validation_data_auto_takes_the_documented_fallback(caplog):

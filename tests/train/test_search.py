@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from drifting import drifting_data
 
-from mfrec.train import auto
+from mfrec.train import phases, search
 from mfrec.train.config import TrainConfig
 from mfrec.train.pipeline import train_model
 from mfrec.train.split import temporal_split
@@ -52,10 +52,10 @@ def test_interrupted_and_resumed_search_equals_uninterrupted(reference, tmp_path
     fits = reference.metrics["model_search"]
     fit, _ = temporal_split(drifting_data(), CONFIG.validation_fraction)
     sgd_steps = -(-len(fit) // CONFIG.batch_size)
-    # should_stop is checked before each step: 2 per iALS iteration, 1 per SGD batch. Every
-    # iALS probe runs all its iterations; the SGD probes their 5 epochs.
+    # should_stop is checked before each step: 2 per iALS iteration, 1 per SGD batch. An iALS
+    # probe runs the iterations it records; the SGD probes their 5 epochs.
     probe_calls = sum(
-        2 * auto.IALS_PROBE_ITERATIONS if probe["model"] == "ials" else sgd_steps * probe["epochs"]
+        2 * probe["iterations"] if probe["model"] == "ials" else sgd_steps * probe["epochs"]
         for probe in reference.metrics["probes"]
     )
     stops = {
@@ -100,3 +100,36 @@ def test_interrupted_and_resumed_search_equals_uninterrupted(reference, tmp_path
         assert resumed.metrics["model_search"][model]["ndcg@10"] == fit["ndcg@10"]
     for name in ("user_embeddings", "item_embeddings", "item_biases"):
         assert np.array_equal(getattr(resumed.artifact, name), getattr(reference.artifact, name))
+
+
+def test_a_later_candidate_stops_at_the_search_time_limit(monkeypatch):
+    monkeypatch.setattr(search, "MIN_LIMIT_SECONDS", 0.0)
+    hurried = dataclasses.replace(CONFIG, search_time_factor=1e-9)  # SGD: no time left
+    result = train_model(drifting_data(), hurried, out=io.StringIO())
+    found = result.metrics["model_search"]
+    assert found["sgd"]["stopped_by_time_limit"] and "stopped_by_time_limit" not in found["ials"]
+    sgd_fit = [r for r in result.history if r.get("model") == "sgd" and r.get("phase") != "refit"]
+    assert len(sgd_fit) == 1 and found["sgd"]["best_epoch"] == 1  # its one validated epoch
+
+
+def test_no_time_limit_with_search_time_factor_zero(reference, monkeypatch):
+    monkeypatch.setattr(search, "MIN_LIMIT_SECONDS", 0.0)
+    unlimited = dataclasses.replace(CONFIG, search_time_factor=0.0)
+    result = train_model(drifting_data(), unlimited, out=io.StringIO())
+    assert result.metrics["model_search"] == reference.metrics["model_search"] | {
+        model: {**fit, "seconds": result.metrics["model_search"][model]["seconds"]}
+        for model, fit in reference.metrics["model_search"].items()
+    }
+
+
+def test_epochs_are_validated_on_a_sample_and_the_best_on_every_user(monkeypatch):
+    monkeypatch.setattr(phases, "MONITOR_USERS", 20)
+    fit, holdout = temporal_split(drifting_data(), CONFIG.validation_fraction)
+    users = len(np.unique(holdout.user_idx))
+    assert users > 20
+    ials = dataclasses.replace(CONFIG, model="ials")
+    result = train_model(drifting_data(), ials, out=io.StringIO())
+    assert result.metrics["mfrec"]["num_users"] == users  # the reported VALID: every user
+    sample = phases.monitor_sample(holdout, CONFIG.seed)
+    assert len(np.unique(sample.user_idx)) == 20
+    assert phases.monitor_sample(holdout, CONFIG.seed).user_idx.tolist() == sample.user_idx.tolist()
