@@ -18,8 +18,8 @@ variable                                   default       meaning
                                            1 (batch)     100; MaxPayloadInMB advertised (1 unset)
 ``SAGEMAKER_BATCH_STRATEGY``               MULTI_RECORD  advertised by /execution-parameters
 ``SAGEMAKER_MAX_CONCURRENT_TRANSFORMS``    workers       advertised by /execution-parameters
-``SAGEMAKER_MODEL_SERVER_WORKERS``         CPU count     gunicorn workers (or
-                                                         ``MODEL_SERVER_WORKERS``)
+``SAGEMAKER_MODEL_SERVER_WORKERS``         2 per GPU,    gunicorn workers (or
+                                           else CPUs     ``MODEL_SERVER_WORKERS``)
 ``SAGEMAKER_MODEL_SERVER_TIMEOUT``         ``60``        seconds (or ``MODEL_SERVER_TIMEOUT``)
 ``SAGEMAKER_BIND_TO_PORT``                 ``8080``      port
 =========================================  ============  =====================================
@@ -37,6 +37,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from mfrec.serve.devices import default_workers
 from mfrec.serve.recommender import UNKNOWN_USER_CHOICES
 from mfrec.serve.strategies import STRATEGIES, strategy_name
 from mfrec.serve.tensors import FOLD_IN_METHODS
@@ -124,7 +125,7 @@ class ServingSettings:
             batch_payload_mb=payload or 1,
             batch_strategy=STRATEGIES[strategy_name(strategy)],
             max_concurrent_transforms=_env_int(env, concurrent, 0, 0, 1000) or None,
-            workers=_env_int(env, workers, os.cpu_count() or 1, 1, 1000),
+            workers=_env_int(env, workers, default_workers(), 1, 1000),
             timeout=_env_int(
                 env, ("SAGEMAKER_MODEL_SERVER_TIMEOUT", "MODEL_SERVER_TIMEOUT"), 60, 1, 86_400
             ),

@@ -157,10 +157,11 @@ class TrainingRun:
 
     def _still_improving(self) -> bool:
         """Early stopping has not fired by the limit (VALID NDCG@10 improved within the last
-        ``early_stopping_patience`` evaluations), and the extension limit is not reached."""
+        ``config.patience`` evaluations: ``early_stopping_patience``, scaled for large
+        batches), and the extension limit is not reached."""
         return (
             self.holdout is not None
-            and self.config.early_stopping_patience > 0
+            and self.config.patience > 0
             and self.best_epoch is not None
             and self.epoch_limit < MAX_EXTENSIONS * self.config.num_epochs
         )
@@ -244,7 +245,7 @@ class TrainingRun:
             self.evals_since_best = 0
         else:
             self.evals_since_best += 1
-        patience = self.config.early_stopping_patience
+        patience = self.config.patience
         if patience and self.evals_since_best >= patience:
             self.fit_done = True
         values = {f"val_{name}": metrics[name] for name in LINE_ORDER}

@@ -31,7 +31,7 @@ import numpy as np
 
 from mfrec.train.artifact import ModelArtifact
 from mfrec.train.checkpoint import fingerprint, load_latest
-from mfrec.train.config import TrainConfig
+from mfrec.train.config import TrainConfig, resolve_batch_size
 from mfrec.train.device import resolve_device
 from mfrec.train.errors import DataValidationError
 from mfrec.train.interactions import Interactions
@@ -111,6 +111,7 @@ def train_model(
         )
     config.check_catalogue(data.num_items)
     device = resolve_device(config.device)
+    config = resolve_batch_size(config, device.type)  # batch_size=auto: by the device
     logger.info("training config: %s", json.dumps(config.to_dict(), sort_keys=True))
     fit, holdout, source, dropped = _validation_data(data, valid, config)
     search = ModelSearch(data, fit, holdout, config, device, out, should_stop)

@@ -112,7 +112,7 @@ def test_base_dir_comes_from_the_environment_at_call_time(tmp_path, monkeypatch)
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(base))
     assert training_job.run_sagemaker_job() == 0
     assert model_files(base) == ["arrays.npz", "model.json"]
-    assert list(load(base / "model").extra) == ["item_trending"]  # no items channel: fine
+    assert list(load(base / "model").extra) == ["item_trending", "seen_timestamps"]  # no items
 
 
 def test_string_hyperparameters_any_case_and_ignored_keys(tmp_path):
