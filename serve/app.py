@@ -20,7 +20,7 @@ import time
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from mfrec.serve import codecs, web
+from mfrec.serve import codecs, personalize_api, web
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.requests import Recommendation
 from mfrec.serve.settings import ServingSettings
@@ -198,6 +198,7 @@ def create_app(
         return Response(encoded, mimetype=mime, headers={"Server-Timing": timer.header()})
 
     app.register_blueprint(web.blueprint)  # GET / and its read-only JSON routes
+    app.register_blueprint(personalize_api.blueprint)  # Personalize's runtime REST paths
 
     @app.errorhandler(codecs.HttpError)
     def client_error(exc: codecs.HttpError):
