@@ -24,6 +24,7 @@ filters, ``MFREC_FILTERS``).
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 
 from flask import Blueprint, Response, current_app, request
@@ -42,6 +43,9 @@ RANKING_FIELDS = frozenset(personalize.PERSONALIZE_FIELDS) - {
     "recommenderArn",
 }
 UNSUPPORTED_FIELDS = ("promotions", "metadataColumns")
+#: Answers these routes compute at the same time in one worker (as /invocations' own bound,
+#: mfrec.serve.app.CONCURRENT_ANSWERS, which cannot be imported here without a cycle).
+CONCURRENT_ANSWERS = 4
 
 
 class PersonalizeError(codecs.HttpError):
@@ -105,7 +109,11 @@ def _answer(request_: Request) -> Response:
         raise InvalidInput(
             f"numResults={request_.top_n} is out of range; use 1 to {recommender.max_top_n}"
         )
-    (answer,) = recommender.answer([request_])
+    answering = current_app.extensions.setdefault(
+        "mfrec.personalize_api", threading.BoundedSemaphore(CONCURRENT_ANSWERS)
+    )
+    with answering:
+        (answer,) = recommender.answer([request_])
     if answer.error is not None:
         raise InvalidInput(answer.error)
     body = json.dumps(personalize.response_object(request_, answer))
