@@ -67,5 +67,6 @@ def test_a_given_ials_configuration_trains_without_probes():
     )
     result = train_model(drifting_data(), config, out=io.StringIO())
     assert "probes" not in result.metrics
-    assert result.artifact.config == {**config.to_dict(), "model": "ials"}
+    resolved = {"model": "ials", "batch_size": 1024}  # batch_size=auto: the CPU's
+    assert result.artifact.config == {**config.to_dict(), **resolved}
     assert dataclasses.asdict(config)["regularization"] == 0.02
