@@ -97,7 +97,7 @@ class TrainConfig:
     regularization: float | None = None
     ials_solver: str = "cg"
     cg_steps: int = 3
-    search_time_factor: float = 3.0
+    search_time_factor: float = 1.0
 
     def __post_init__(self) -> None:
         for name, (check, allowed) in _RULES.items():
