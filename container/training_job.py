@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from mfrec.job_process import StopFlag, run_guarded
 from mfrec.paths import SageMakerPaths
 from mfrec.train.artifact import save
 from mfrec.train.config import TrainConfig, check_hyperparameter_names
-from mfrec.train.errors import DataValidationError, disk_full
+from mfrec.train.errors import DataValidationError, disk_full, write_through_partial
 from mfrec.train.ingest import ImportOptions, load_interactions
 from mfrec.train.interactions import Interactions
 from mfrec.train.item_features import (
@@ -322,16 +321,11 @@ def _write_output(spec: JobSpec, name: str, write: Callable[[Path], object]) -> 
     partial = target.with_name(f".{name}.partial{target.suffix}")  # keeps the suffix for savefig
     try:
         spec.output_data_dir.mkdir(parents=True, exist_ok=True)
-        write(partial)
-        os.replace(partial, target)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         if (full := disk_full(exc, target)) is None:
             raise
         raise full from exc
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    write_through_partial(target, partial, write)
 
 
 def _to_json(obj) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mfrec.train.config import TrainConfig
-from mfrec.train.errors import disk_full
+from mfrec.train.errors import write_through_partial
 from mfrec.train.interactions import Interactions
 
 logger = logging.getLogger(__name__)
@@ -74,20 +74,14 @@ def save_checkpoint(checkpoint_dir: str | os.PathLike, state: dict) -> Path:
     number = existing[-1][0] + 1 if existing else 1
     path = checkpoint_dir / f"checkpoint-{number:08d}.pt"
     partial = checkpoint_dir / f".{path.name}.partial"
-    try:
+
+    def write(partial: Path) -> None:
         # A Python file object, not a path: torch's own writer turns a full disk into
         # "unexpected pos ...", while file.write raises OSError(ENOSPC).
         with open(partial, "wb") as handle:
             torch.save(state, handle)
-        os.replace(partial, path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        if (full := disk_full(exc, path)) is None:
-            raise
-        raise full from exc
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+
+    write_through_partial(path, partial, write)
     for _, old in existing[: max(0, len(existing) + 1 - KEEP)]:
         old.unlink(missing_ok=True)
     return path

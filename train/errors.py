@@ -49,3 +49,21 @@ def disk_full(exc: OSError, path) -> DiskFullError | None:
 
 class ArtifactError(MfrecError):
     """A model folder is missing files, was tampered with, or has another format version."""
+
+
+def write_through_partial(target, partial, write) -> None:
+    """``write(partial)``, then rename ``partial`` onto ``target``; on any failure the partial
+    file is removed, and a full disk becomes :class:`DiskFullError` naming ``target``."""
+    import os
+
+    try:
+        write(partial)
+        os.replace(partial, target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if (full := disk_full(exc, target)) is None:
+            raise
+        raise full from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
