@@ -133,3 +133,38 @@ def test_epochs_are_validated_on_a_sample_and_the_best_on_every_user(monkeypatch
     sample = phases.monitor_sample(holdout, CONFIG.seed)
     assert len(np.unique(sample.user_idx)) == 20
     assert phases.monitor_sample(holdout, CONFIG.seed).user_idx.tolist() == sample.user_idx.tolist()
+
+
+def test_a_resumed_job_interrupted_again_in_its_probes_resumes_from_its_own_checkpoint(
+    reference, tmp_path, caplog
+):
+    """Issue 17, item 11: a SIGTERM during a resumed job's probes keeps every finished probe,
+    and the next start resumes from that checkpoint, not from zero: across three starts each
+    probe runs once, and the model equals the uninterrupted one."""
+    with caplog.at_level(logging.INFO, logger="mfrec.train"):
+        caplog.clear()
+        for _ in range(2):  # stopped in the probes, twice
+            calls = {"n": 0}
+
+            def stop(calls=calls):
+                calls["n"] += 1
+                return calls["n"] > 25  # inside the second or third iALS probe of this start
+
+            cut = train_model(
+                drifting_data(),
+                CONFIG,
+                checkpoint_dir=tmp_path,
+                should_stop=stop,
+                out=io.StringIO(),
+            )
+            assert cut.interrupted
+        resumed = train_model(drifting_data(), CONFIG, checkpoint_dir=tmp_path, out=io.StringIO())
+        assert caplog.text.count("auto probe: ") == len(reference.metrics["probes"])
+    assert not resumed.interrupted
+
+    def settings(result):
+        return [{k: v for k, v in p.items() if k != "seconds"} for p in result.metrics["probes"]]
+
+    assert settings(resumed) == settings(reference)
+    for name in ("user_embeddings", "item_embeddings", "item_biases"):
+        assert np.array_equal(getattr(resumed.artifact, name), getattr(reference.artifact, name))
