@@ -41,6 +41,7 @@ from mfrec.train.config import TrainConfig
 from mfrec.train.interactions import Interactions
 from mfrec.train.metrics import evaluate
 from mfrec.train.progress import ProgressBar
+from mfrec.train.split import sample_users
 from mfrec.train.trainers import (
     DEFAULT_REGULARIZATION,
     DEFAULT_UNOBSERVED_WEIGHT,
@@ -66,11 +67,8 @@ class Interrupted(Exception):
 def probe_sample(fit: Interactions, holdout: Interactions, seed: int, max_users: int):
     """``(fit, holdout)`` of at most ``max_users`` validation users (seeded): the probes train
     on those users' fit interactions only, so their cost is bounded whatever the data size."""
-    users = np.unique(holdout.user_idx)
-    if len(users) > max_users:
-        users = np.random.default_rng(seed).choice(users, max_users, replace=False)
-        holdout = holdout.subset(np.isin(holdout.user_idx, users))
-    keep = np.isin(fit.user_idx, users)
+    holdout = sample_users(holdout, seed, max_users)
+    keep = np.isin(fit.user_idx, np.unique(holdout.user_idx))
     return (fit, holdout) if keep.all() else (fit.subset(keep), holdout)
 
 

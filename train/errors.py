@@ -5,6 +5,8 @@ Every error a user can cause (bad data, bad configuration, a corrupt artifact) d
 into one readable line and exit code 1. Anything else is an internal error (exit code 2).
 """
 
+import os
+
 
 class MfrecError(Exception):
     """Base class of errors caused by the user's input; the message says how to fix it."""
@@ -54,8 +56,6 @@ class ArtifactError(MfrecError):
 def write_through_partial(target, partial, write) -> None:
     """``write(partial)``, then rename ``partial`` onto ``target``; on any failure the partial
     file is removed, and a full disk becomes :class:`DiskFullError` naming ``target``."""
-    import os
-
     try:
         write(partial)
         os.replace(partial, target)

@@ -22,8 +22,9 @@ import time
 import numpy as np
 
 from mfrec.train.metric_lines import LINE_ORDER, format_line
-from mfrec.train.metrics import evaluate, evaluate_popularity
+from mfrec.train.metrics import evaluate
 from mfrec.train.progress import ProgressBar
+from mfrec.train.split import sample_users
 from mfrec.train.trainers import make_trainer
 
 logger = logging.getLogger(__name__)
@@ -38,12 +39,7 @@ MONITOR_USERS = 10_000
 def monitor_sample(holdout, seed: int, max_users: int | None = None):
     """``holdout`` restricted to at most ``max_users`` (default :data:`MONITOR_USERS`) of its
     users (seeded), or itself."""
-    max_users = MONITOR_USERS if max_users is None else max_users
-    users = np.unique(holdout.user_idx)
-    if len(users) <= max_users:
-        return holdout
-    chosen = np.random.default_rng(seed).choice(users, max_users, replace=False)
-    return holdout.subset(np.isin(holdout.user_idx, chosen))
+    return sample_users(holdout, seed, MONITOR_USERS if max_users is None else max_users)
 
 
 class TrainingRun:
@@ -59,7 +55,7 @@ class TrainingRun:
         out,
         should_stop,
         save=None,
-        pop_metrics=None,
+        pop_metrics=None,  # computed once by the search for every candidate
         time_limit=None,
     ) -> None:
         self.data, self.fit, self.holdout = data, fit, holdout
@@ -82,9 +78,7 @@ class TrainingRun:
         self.time_limit = time_limit
         self.fit_seconds = 0.0
         self.stopped_by_time_limit = False
-        if pop_metrics is None and holdout is not None:
-            pop_metrics = evaluate_popularity(fit, holdout, device=device)
-        self.pop_metrics = pop_metrics or {}
+        self.pop_metrics = pop_metrics or {}  # the popularity baseline's VALID metrics
 
     @property
     def refitted(self) -> bool:

@@ -120,16 +120,13 @@ class ModelSearch:
 
     def _time_limit(self, config: TrainConfig) -> float | None:
         """Seconds the fit of ``config`` may take (module docstring), or None."""
-        first = self.candidates[0] if self.candidates else None
+        first = self.candidates[0].model
         factor = self.config.search_time_factor
-        if not factor or first is None or config.model == first.model:
+        if not factor or config.model == first or first not in self.fits:
             return None
-        if first.model not in self.fits:
-            return None
-        spent = {model: self._probe_seconds(model) for model in (first.model, config.model)}
-        first_cost = spent[first.model] + self.fits[first.model]["seconds"]
+        first_cost = self._probe_seconds(first) + self.fits[first]["seconds"]
         allowed = max(MIN_LIMIT_SECONDS, factor * first_cost)
-        return max(0.0, allowed - spent[config.model])
+        return max(0.0, allowed - self._probe_seconds(config.model))
 
     def _probe_seconds(self, model: str) -> float:
         return sum(p["seconds"] for p in self.probes.values() if p["model"] == model)

@@ -52,6 +52,16 @@ def temporal_split(data: Interactions, fraction: float = 0.1) -> tuple[Interacti
     return data.subset(~held_out), data.subset(held_out)
 
 
+def sample_users(data: Interactions, seed: int, max_users: int) -> Interactions:
+    """``data`` restricted to at most ``max_users`` of its users (seeded), or ``data`` itself
+    when it has no more than that."""
+    users = np.unique(data.user_idx)
+    if len(users) <= max_users:
+        return data
+    chosen = np.random.default_rng(seed).choice(users, max_users, replace=False)
+    return data.subset(np.isin(data.user_idx, chosen))
+
+
 def align_to(other: Interactions, reference: Interactions) -> tuple[Interactions, dict]:
     """Re-index ``other`` onto ``reference``'s user and item id maps.
 
