@@ -21,6 +21,8 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from mfrec.serve import codecs, personalize_api, web
+from mfrec.serve.events import routes as events
+from mfrec.serve.events import service as events_service
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.requests import Recommendation
 from mfrec.serve.settings import ServingSettings
@@ -190,6 +192,7 @@ def create_app(
         timer = ServerTiming()
         with answering:
             records = timer("decode", codecs.decode, body, content_type, strict=not settings.batch)
+            records = events_service.with_events(records)  # stored events applied
             budget = settings.max_response_mb * 2**20
             answers = timer("model", answer_records, recommender, records, budget)
             if not settings.batch and all(record.error for record, _ in answers):
@@ -199,6 +202,7 @@ def create_app(
 
     app.register_blueprint(web.blueprint)  # GET / and its read-only JSON routes
     app.register_blueprint(personalize_api.blueprint)  # Personalize's runtime REST paths
+    events.install(app, model_dir)  # Personalize's events API (MFREC_EVENTS_DB)
 
     @app.errorhandler(codecs.HttpError)
     def client_error(exc: codecs.HttpError):

@@ -30,6 +30,7 @@ import uuid
 from flask import Blueprint, Response, current_app, request
 
 from mfrec.serve import codecs, filters, personalize
+from mfrec.serve.events import service
 from mfrec.serve.requests import RecordError, Request
 
 blueprint = Blueprint("personalize_api", __name__)
@@ -113,7 +114,7 @@ def _answer(request_: Request) -> Response:
         "mfrec.personalize_api", threading.BoundedSemaphore(CONCURRENT_ANSWERS)
     )
     with answering:
-        (answer,) = recommender.answer([request_])
+        (answer,) = recommender.answer([service.with_events_request(request_)])
     if answer.error is not None:
         raise InvalidInput(answer.error)
     body = json.dumps(personalize.response_object(request_, answer))

@@ -4,6 +4,7 @@ without SageMaker)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 
@@ -72,6 +73,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from mfrec.serve.server import serve
 
     model_dir = args.model_dir or SageMakerPaths.from_env().model  # computed when called
+    # The events store's default place (mfrec.serve.events): beside the model.
+    os.environ["MFREC_MODEL_DIR"] = str(model_dir)
     serve(model_dir, host=args.host, port=args.port, workers=args.workers)
     return 0
 

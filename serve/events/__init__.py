@@ -44,6 +44,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENV_DB, ENV_PER_USER = "MFREC_EVENTS_DB", "MFREC_EVENTS_PER_USER"
+MODEL_DIR = "MFREC_MODEL_DIR"  # set by `mfrec serve`: the model folder, the default place
 OFF = ("off", "none", "false", "no", "0")
 DEFAULT_FILE = "events.sqlite"
 TEMP_FILE = "mfrec-events.sqlite"
@@ -74,7 +75,7 @@ def store_location(
         )
     if spec:
         return spec
-    folder = model_dir or env.get("MFREC_MODEL_DIR", "").strip()
+    folder = model_dir or env.get(MODEL_DIR, "").strip()
     if folder and os.path.isdir(folder) and os.access(folder, os.W_OK):
         return os.path.join(folder, DEFAULT_FILE)
     path = os.path.join(tempfile.gettempdir(), TEMP_FILE)
