@@ -10,6 +10,17 @@ other row), user and item embeddings live in one table (one gather, one optimize
 :class:`~mfrec.train.optim.RowAdam` never reads a data-dependent size back. A step is therefore
 capturable; ``MFREC_COMPILE=1`` in the environment runs its scoring, loss and optimizer
 through :func:`torch.compile` (negative sampling stays outside, with its generator).
+
+Distributed (:mod:`mfrec.train.distributed`), data-parallel over interactions: every process
+draws the same shuffle and the same negatives as one process would, and computes the loss of
+its share of each batch (the batch cut into equal slices, padded at weight 0), scaled so that
+the shares' losses add up to the batch's. The embedding rows each share gathered and their
+gradients are all-gathered, and every process applies the same :class:`RowAdam` step to the
+union (repeated rows add up, as within one process); the biases' dense gradients and the loss
+are all-reduced in one call. Every process therefore holds the same model, equal to one
+process's up to the order of floating-point sums. Exchanging the touched rows costs
+``world × rows × (d + 1)`` numbers a step against ``(num_users + num_items) × d`` for an
+all-reduce of the dense table: fewer unless the tables are tiny (``benchmarks/distributed.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from collections.abc import Callable
 
 import torch
 
+from mfrec.train import distributed
 from mfrec.train.config import TrainConfig, resolve_batch_size
 from mfrec.train.errors import TrainingDivergedError
 from mfrec.train.interactions import Interactions
@@ -61,6 +73,7 @@ class Trainer:
         config = resolve_batch_size(config, device.type)  # batch_size=auto: by the device
         self.config = config
         self.device = device
+        self.group = distributed.current()
         self.users = torch.as_tensor(data.user_idx, dtype=torch.int64, device=device)
         self.items = torch.as_tensor(data.item_idx, dtype=torch.int64, device=device)
         self.weights = training_weights(data, config.recency_min_weight)
@@ -106,6 +119,11 @@ class Trainer:
         self.steps_per_epoch = max(1, math.ceil(len(self.users) / config.batch_size))
         # A data set smaller than a batch trains in one step of its own size.
         self.step_rows = min(config.batch_size, len(self.users)) or 1
+        # This process's slice of each batch: positions and which of them are real rows.
+        share = math.ceil(self.step_rows / self.group.world_size)
+        positions = torch.arange(share, device=device) + self.group.rank * share
+        self._share_real = positions < self.step_rows
+        self._share_positions = torch.where(self._share_real, positions, 0)
         # The large-batch rule (TrainConfig.epochs): beyond batch 1024 the schedule spans
         # sqrt(batch / 1024) times the epochs asked for; the fit reaches them through
         # mfrec.train.phases' extensions while VALID improves.
@@ -177,8 +195,9 @@ class Trainer:
                 self.bias_optimizer.zero_grad(set_to_none=True)
                 ranking_loss, gathered = self._loss(order[batch], weights[batch], valid[batch])
                 ranking_loss.backward()
+                ranking_loss = self._reduce(ranking_loss)
                 self.bias_optimizer.step()
-                self._update_rows(gathered, valid[batch])
+                self._update_rows(gathered)
                 self.loss_sum += ranking_loss.detach()
             self.batch += 1
             self.step += 1
@@ -218,8 +237,9 @@ class Trainer:
         """(ranking loss, gathered rows) of one batch (the L2 penalty is added to the
         gradients by :meth:`_update_rows`).
 
-        The gathered rows are a leaf tensor ``(rows, vectors)``: users, positive items, then
-        negative items, whose ``.grad`` the backward pass fills.
+        The gathered rows are ``(row index, rows, valid)``: ``rows`` a leaf tensor of users,
+        positive items, then negative items, whose ``.grad`` the backward pass fills; ``valid``
+        each row's share of the batch (this process's rows only, when distributed).
         """
         config, size = self.config, len(index)
         # index_select rather than [index] throughout: several times faster on a CPU.
@@ -227,11 +247,21 @@ class Trainer:
         item_idx = self.items.index_select(0, index)
         if self.shared:
             negative_idx = self.sampler.sample((config.negatives,))
-            mask = negative_idx[None, :] != item_idx[:, None]
         else:
             negative_idx = self.sampler.sample((size, config.negatives))
             # Padding rows take the first row's negatives: rows that batch touches anyway.
             negative_idx = torch.where(valid[:, None] > 0, negative_idx, negative_idx[:1])
+        batch_weight = weights.sum()
+        if self.group.distributed:  # this process's share of the batch (module docstring)
+            take, real = self._share_positions, self._share_real
+            user_idx, item_idx = user_idx.index_select(0, take), item_idx.index_select(0, take)
+            weights = torch.where(real, weights.index_select(0, take), 0.0)
+            valid = torch.where(real, valid.index_select(0, take), 0.0)
+            if not self.shared:
+                negative_idx = negative_idx.index_select(0, take)
+        if self.shared:
+            mask = negative_idx[None, :] != item_idx[:, None]
+        else:
             mask = ~self.positives.contains(user_idx, negative_idx)
         item_rows = torch.cat([item_idx, negative_idx.reshape(-1)])
         row_index = torch.cat([user_idx, item_rows + self.num_users])
@@ -242,8 +272,30 @@ class Trainer:
         user_biases = None
         if self.config.user_bias:
             user_biases = self.model.user_biases.index_select(0, user_idx)
-        ranking_loss = self._scores_and_loss(gathered, biases, user_biases, mask, weights)
-        return ranking_loss, (row_index, gathered)
+        if not self.group.distributed:
+            ranking_loss = self._scores_and_loss(gathered, biases, user_biases, mask, weights)
+            return ranking_loss, (row_index, gathered, valid)
+        # The share's weighted mean times its part of the batch's weight: the shares' losses
+        # add up to the batch's. A share of padding alone (weight 0) computes with weights 1,
+        # then counts 0.
+        share_weight = weights.sum()
+        safe = torch.where(share_weight > 0, weights, 1.0)
+        ranking_loss = self._scores_and_loss(gathered, biases, user_biases, mask, safe)
+        return ranking_loss * (share_weight / batch_weight), (row_index, gathered, valid)
+
+    def _reduce(self, ranking_loss: torch.Tensor) -> torch.Tensor:
+        """Sum the biases' gradients and the loss over the processes (one all-reduce); the
+        batch's loss."""
+        if not self.group.distributed:
+            return ranking_loss
+        grads = [p.grad for p in self.model.bias_parameters()]
+        flat = torch.cat([*(g.reshape(-1) for g in grads), ranking_loss.detach().reshape(1)])
+        self.group.all_reduce_(flat)
+        start = 0
+        for grad in grads:
+            grad.copy_(flat[start : start + grad.numel()].view_as(grad))
+            start += grad.numel()
+        return flat[-1]
 
     def _forward(self, gathered, biases, user_biases, mask, weights):
         """Scores and ranking loss from the gathered rows (the compiled part)."""
@@ -265,7 +317,7 @@ class Trainer:
         return self.loss_fn(positive, negative, weights, negative_mask=mask)
 
     @torch.no_grad()
-    def _update_rows(self, gathered, valid: torch.Tensor) -> None:
+    def _update_rows(self, gathered) -> None:
         """The L2 penalty's gradient, then the lazy Adam step of the rows a batch gathered.
 
         The penalty is ``l2`` times the mean over the batch's real rows of
@@ -273,12 +325,16 @@ class Trainer:
         and positive rows (``valid`` is 1 / real rows, 0 on padding), is added directly: one
         kernel where autograd would take eight.
         """
-        row_index, vectors = gathered
+        row_index, vectors, valid = gathered
         optimizer = self.embedding_optimizer
         if self.config.l2:
             front = vectors.grad[: 2 * len(valid)].view(2, len(valid), -1)
             front.addcmul_(vectors[: 2 * len(valid)].view_as(front), valid[:, None],
                            value=2 * self.config.l2)  # fmt: skip
+        grad = vectors.grad
+        if self.group.distributed:  # the union of every share's rows, in rank order
+            row_index = self.group.all_gather_cat(row_index)
+            grad = self.group.all_gather_cat(grad)
         with torch.profiler.record_function("RowAdam.step"):
             step_size = optimizer.step_size(0)
             optimizer.steps[0] += 1
@@ -286,7 +342,7 @@ class Trainer:
                 step_size = self._step_size.fill_(step_size)
             beta1, beta2 = optimizer.betas
             self._row_update(
-                self.embeddings, optimizer.moments[0], row_index, vectors.grad, step_size,
+                self.embeddings, optimizer.moments[0], row_index, grad, step_size,
                 beta1, beta2, optimizer.eps,
             )  # fmt: skip
 
