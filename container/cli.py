@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "mfrec.commands.training",  # train, tune
     "mfrec.commands.serving",  # serve, transform
     "mfrec.commands.demo",  # demo (the README's main job)
+    "mfrec.commands.events",  # events export (stored PutEvents -> training data)
 )
 
 logger = logging.getLogger(__name__)
