@@ -255,15 +255,23 @@ def _clients(server: Server, clients: int, seconds: float, num_users: int):
     return np.array(latencies), errors[0]
 
 
-def bench_latency(model: Path, workers: int, seconds: float, num_users: int):
-    server = Server(model, workers)
+def bench_latency(
+    model: Path,
+    workers: int,
+    seconds: float,
+    num_users: int,
+    clients_list=(1, 8, 32),
+    env: dict | None = None,
+):
+    server = Server(model, workers, env)
     server.warm_up()
+    settings = " ".join(f"{k}={v}" for k, v in (env or {}).items())
     table = Table(
-        f"Real time: single-record requests, top_n=25, {workers} workers",
+        f"Real time: single-record requests, top_n=25, {workers} workers {settings}".strip(),
         ["clients", "requests", "req/s", "p50 ms", "p99 ms", "errors"],
     )
     results = {}
-    for clients in (1, 8, 32):
+    for clients in clients_list:
         latencies, errors = _clients(server, clients, seconds, num_users)
         ms = latencies * 1000
         row = {
@@ -381,10 +389,17 @@ def main(argv: list[str] | None = None) -> int:
         default="1000000x100000",
         help="USERSxITEMS of the large start-up model, or 'none'",
     )
+    parser.add_argument("--workers", type=int, help="gunicorn workers (default: CPU cores)")
+    parser.add_argument("--clients", default="1,8,32", help="concurrent clients, latency part")
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the server (repeatable)"
+    )
     parser.add_argument("--out-dir", type=Path, help="results folder (default benchmarks/results)")
     args = parser.parse_args(argv)
     header = run_header("serving", "benchmarks.serving", argv)
     cores = os.cpu_count() or 1
+    workers = args.workers or cores
+    env = dict(item.split("=", 1) for item in args.env)
     model = model_dir(args.users, args.items)
     tables, results = [], {"load_before": load_average()}
     for part in args.parts.split(","):
@@ -392,8 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         if part == "batch":
             new_tables, results[part] = bench_batch(model, args.users, cores)
         elif part == "latency":
+            clients = [int(c) for c in args.clients.split(",")]
             new_tables, results[part] = bench_latency(
-                model, cores, args.latency_seconds, args.users
+                model, workers, args.latency_seconds, args.users, clients, env
             )
         elif part == "startup":
             sizes = [(args.users, args.items)]

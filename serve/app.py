@@ -11,6 +11,7 @@ error rows instead of a 400, because SageMaker fails the whole input file after 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -29,10 +30,13 @@ from mfrec.serve.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 
-# Answers computed at the same time by one worker (the others wait): bounds memory, since
-# each holds a decoded body and its response, while the server's many threads only wait for
-# slow clients (mfrec.serve.server.THREADS_PER_WORKER).
+# Answers to large bodies computed at the same time by one worker (the others wait): bounds
+# memory, since each holds a decoded body and its response, while the server's many threads
+# only wait for slow clients (mfrec.serve.server.THREADS_PER_WORKER). Bodies of at most
+# SMALL_BODY bytes (real-time requests) skip it: the Recommender's micro-batcher answers them
+# together, so that they must not queue here (mfrec.serve.batching).
 CONCURRENT_ANSWERS = 4
+SMALL_BODY = 4096
 
 
 class ModelSlot:
@@ -190,7 +194,7 @@ def create_app(
         recommender = slot.require()
         mime, style = codecs.negotiate(request.headers.get("Accept"))
         timer = ServerTiming()
-        with answering:
+        with answering if len(body) > SMALL_BODY else contextlib.nullcontext():
             records = timer("decode", codecs.decode, body, content_type, strict=not settings.batch)
             records = events_service.with_events(records)  # stored events applied
             budget = settings.max_response_mb * 2**20

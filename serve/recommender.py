@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from mfrec.serve.batching import WAIT_SECONDS, MicroBatcher
 from mfrec.serve.catalog import Catalog
 from mfrec.serve.handlers import HANDLERS
 from mfrec.serve.requests import REQUEST_TYPES, Recommendation, Request
@@ -56,6 +57,9 @@ class Recommender:
         ``top_n`` of a request that gives none, and the largest one accepted.
     fold_in_method : {"als", "mean"}
         How a fresh history becomes a user vector (:meth:`ModelTensors.fold_in`).
+    batch_wait_seconds : float
+        How long a micro-batch may wait for concurrent requests
+        (:class:`~mfrec.serve.batching.MicroBatcher`).
     fold_in_confidence, fold_in_regularization : float
         Weight of a history item, and pull towards the prior (relative to the mean eigenvalue of
         ``V'V``), in :func:`~mfrec.serve.scoring.fold_in`. The defaults (ALS, 40, 0.1) ranked
@@ -73,6 +77,7 @@ class Recommender:
         default_top_n: int = 25,
         max_top_n: int = 500,
         fold_in_method: str = "als",
+        batch_wait_seconds: float = WAIT_SECONDS,
         fold_in_confidence: float = 40.0,
         fold_in_regularization: float = 0.1,
     ) -> None:
@@ -97,6 +102,8 @@ class Recommender:
         self.item_ids = self.catalog.item_ids
         self.user_index = {user_id: idx for idx, user_id in enumerate(artifact.user_ids.tolist())}
         self._handlers = {name: HANDLERS[name](self) for name in REQUEST_TYPES}
+        # Concurrent calls of answer() (a worker's threads) are answered together.
+        self._batcher = MicroBatcher(self.answer_together, wait_seconds=batch_wait_seconds)
         self._tensors: ModelTensors | None = None
         self.device: torch.device | None = None
 
@@ -164,7 +171,13 @@ class Recommender:
         )
 
     def answer(self, requests: Sequence[Request]) -> list[Recommendation]:
-        """Answer requests of any type, in order; each type is answered as one batch."""
+        """Answer requests of any type, in order; each type is answered as one batch, together
+        with the requests of other threads calling at the same time
+        (:class:`~mfrec.serve.batching.MicroBatcher`)."""
+        return self._batcher(requests)
+
+    def answer_together(self, requests: Sequence[Request]) -> list[Recommendation]:
+        """:meth:`answer` for these requests alone, on the calling thread."""
         results: list[Recommendation | None] = [None] * len(requests)
         positions: dict[str, list[int]] = {}
         for position, request in enumerate(requests):

@@ -77,7 +77,7 @@ class _Gunicorn(BaseApplication):
 
 def gunicorn_options(settings: ServingSettings, recommender: Recommender, host: str) -> dict:
     """The gunicorn configuration for ``settings``."""
-    threads = max(1, (os.cpu_count() or 1) // settings.workers)
+    threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.workers)
 
     def post_fork(server, worker) -> None:
         import torch

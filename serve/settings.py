@@ -13,6 +13,9 @@ variable                                   default       meaning
                                                          get error rows (estimated)
 ``MFREC_DEVICE``                           ``auto``      ``auto``, ``cpu``, ``cuda``, ``cuda:N``
 ``MFREC_FOLD_IN``                          ``als``       ``als`` or ``mean``: fresh histories
+``MFREC_TORCH_THREADS``                    CPUs/workers  torch threads per worker
+``MFREC_BATCH_WAIT_MS``                    ``2``         longest wait of a micro-batch for
+                                                         concurrent requests (0: none)
 ``SAGEMAKER_BATCH``                        ``false``     batch transform: never answer 400
 ``SAGEMAKER_MAX_PAYLOAD_IN_MB``            6 (limit)     body limit (413 above), 0 (= 100) to
                                            1 (batch)     100; MaxPayloadInMB advertised (1 unset)
@@ -99,6 +102,8 @@ class ServingSettings:
     timeout: int = 60
     port: int = 8080
     max_response_mb: int = 100
+    batch_wait_ms: int = 2
+    torch_threads: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
@@ -118,6 +123,8 @@ class ServingSettings:
             max_top_n=_env_int(env, ("MFREC_MAX_TOP_N",), 500, 1, 100_000),
             unknown_user=_choice(env, "MFREC_UNKNOWN_USER", UNKNOWN_USER_CHOICES, "popular"),
             max_response_mb=_env_int(env, ("MFREC_MAX_RESPONSE_MB",), 100, 1, 4096),
+            batch_wait_ms=_env_int(env, ("MFREC_BATCH_WAIT_MS",), 2, 0, 1000),
+            torch_threads=_env_int(env, ("MFREC_TORCH_THREADS",), 0, 0, 1024) or None,
             device=_env(env, "MFREC_DEVICE") or "auto",
             fold_in=_choice(env, "MFREC_FOLD_IN", FOLD_IN_METHODS, "als"),
             batch=_env_bool(env, "SAGEMAKER_BATCH", False),
@@ -139,6 +146,7 @@ class ServingSettings:
             "default_top_n": self.default_top_n,
             "max_top_n": self.max_top_n,
             "fold_in_method": self.fold_in,
+            "batch_wait_seconds": self.batch_wait_ms / 1000,
         }
 
     def execution_parameters(self) -> dict:
