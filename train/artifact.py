@@ -9,11 +9,15 @@ A model folder (SageMaker's ``/opt/ml/model``, later ``model.tar.gz``) holds:
     Uncompressed NumPy arrays (``allow_pickle=False``): ``user_embeddings`` (num_users, dim),
     ``item_embeddings`` (num_items, dim), ``user_biases`` (num_users,), ``item_biases``
     (num_items,), ``user_ids``/``item_ids`` (fixed-width unicode), ``item_popularity``
-    (num_items,), ``seen_indptr``/``seen_indices`` (each user's training items as CSR), and
-    optional extras stored under ``extra.<name>`` (item metadata, co-occurrence, ...).
+    (num_items,), ``seen_indptr``/``seen_indices`` (each user's training items as CSR),
+    optional extras stored under ``extra.<name>`` (item metadata, co-occurrence, ...), and for
+    ``model=sequence`` the sequence model's weights and each user's newest items (oldest
+    first) under ``sequence.<name>`` (:mod:`mfrec.train.sequence_trainer`).
 
 Score of user ``u`` for item ``i``: ``user_embeddings[u] @ item_embeddings[i] + user_biases[u]
-+ item_biases[i]``.
++ item_biases[i]``. A sequence model's ``user_embeddings`` are its output after each user's
+stored history, so the formula scores its known users too; a fresh history is encoded by the
+model itself (:mod:`mfrec.serve.sequence`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ FORMAT_VERSION = 1
 MANIFEST = "model.json"
 ARRAYS = "arrays.npz"
 _EXTRA_PREFIX = "extra."
+_SEQUENCE_PREFIX = "sequence."
 # The extras the training job writes and the server reads (see mfrec.train.item_features).
 TRENDING = "item_trending"
 ATTRIBUTE_PREFIX = "item_attribute."
@@ -56,6 +61,7 @@ class ModelArtifact:
     config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    sequence: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         nu, ni = len(self.user_ids), len(self.item_ids)
@@ -106,6 +112,8 @@ class ModelArtifact:
             if value.dtype == object:
                 raise ArtifactError(f"extra array {name!r} has dtype object; use str or numbers")
             arrays[_EXTRA_PREFIX + name] = value
+        for name, value in self.sequence.items():
+            arrays[_SEQUENCE_PREFIX + name] = np.asarray(value)
         return arrays
 
 
@@ -281,17 +289,38 @@ def load(model_dir: str | os.PathLike, verify: bool = True) -> ModelArtifact:
         for name, value in arrays.items()
         if name.startswith(_EXTRA_PREFIX)
     }
-    core = {name: value for name, value in arrays.items() if not name.startswith(_EXTRA_PREFIX)}
+    sequence = {
+        name[len(_SEQUENCE_PREFIX) :]: value
+        for name, value in arrays.items()
+        if name.startswith(_SEQUENCE_PREFIX)
+    }
+    core = {
+        name: value
+        for name, value in arrays.items()
+        if not name.startswith((_EXTRA_PREFIX, _SEQUENCE_PREFIX))
+    }
     for name in ("user_embeddings", "item_embeddings"):
         if name in core and core[name].ndim != 2:
             raise ArtifactError(f"{name} must be 2-D (rows, embedding_dim) in {ARRAYS}; retrain")
     try:
         artifact = ModelArtifact(
-            **core, config=manifest["config"], metrics=manifest.get("metrics", {}), extra=extra
+            **core,
+            config=manifest["config"],
+            metrics=manifest.get("metrics", {}),
+            extra=extra,
+            sequence=sequence,
         )
     except (TypeError, IndexError) as exc:
         raise ArtifactError(
             f"{model_dir / ARRAYS} does not hold the expected arrays: {exc}"
         ) from None
     check_arrays(artifact, model_dir / ARRAYS)
+    for name, value in sequence.items():
+        if value.dtype.kind not in "fiu" or (
+            value.dtype.kind == "f" and not np.isfinite(value).all()
+        ):
+            raise ArtifactError(
+                f"sequence array {name!r} holds non-numeric, NaN or infinite values in "
+                f"{model_dir / ARRAYS}; copy the model folder again or retrain"
+            )
     return artifact

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mfrec.train.errors import ConfigError
 
-MODELS = ("auto", "sgd", "ials")
+MODELS = ("auto", "sgd", "ials", "sequence")
 LOSSES = ("softmax", "bpr", "hinge", "adaptive_hinge", "pointwise")
 IALS_SOLVERS = ("cholesky", "cg")
 SAMPLINGS = ("uniform", "popularity")
@@ -98,6 +98,10 @@ class TrainConfig:
     ials_solver: str = "cg"
     cg_steps: int = 3
     search_time_factor: float = 1.0
+    num_blocks: int = 2
+    num_heads: int = 2
+    max_history: int = 50
+    dropout: float = 0.2
 
     def __post_init__(self) -> None:
         for name, (check, allowed) in _RULES.items():
@@ -108,6 +112,12 @@ class TrainConfig:
                 raise ConfigError(f"{name}={value!r} is not a whole number; allowed: {allowed}")
             if not check(value):
                 raise ConfigError(f"{name}={value!r} is out of range; allowed: {allowed}")
+        if self.model == "sequence" and self.embedding_dim % self.num_heads:
+            raise ConfigError(
+                f"embedding_dim={self.embedding_dim} is not a multiple of num_heads="
+                f"{self.num_heads}; the sequence model splits each vector across its heads: "
+                "choose num_heads dividing embedding_dim (e.g. 1, 2 or 4)"
+            )
         if self.warmup_epochs > self.num_epochs:
             raise ConfigError(
                 f"warmup_epochs={self.warmup_epochs} exceeds num_epochs={self.num_epochs}; "
@@ -308,6 +318,10 @@ _RULES: dict[str, tuple[Callable, str]] = {
     "ials_solver": (_one_of(IALS_SOLVERS), ", ".join(IALS_SOLVERS)),
     "cg_steps": (_between(1, 100), "integers 1 to 100"),
     "search_time_factor": (_between(0, 1e6), "numbers 0 (no limit) to 1e6"),
+    "num_blocks": (_between(1, 16), "integers 1 to 16"),
+    "num_heads": (_between(1, 64), "integers 1 to 64 that divide embedding_dim"),
+    "max_history": (_between(2, 4096), "integers 2 to 4096"),
+    "dropout": (_between(0, 0.9), "numbers 0 to 0.9"),
 }
 _KINDS = {
     f.name: {

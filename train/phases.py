@@ -302,6 +302,8 @@ class TrainingRun:
         state = self.trainer.model.state_dict()
         if not self.refitted and self.best_state is not None:
             state = self.best_state
+        if hasattr(self.trainer, "export_arrays"):  # the sequence model: histories from data
+            return self.trainer.export_arrays(state, self.data)
         return {name: value.detach().cpu().float().numpy() for name, value in state.items()}
 
     def print_final(self, metrics: dict) -> None:

@@ -1,11 +1,13 @@
 """One trainer per model, behind one interface: :func:`make_trainer` gives the trainer of a
-resolved configuration (``model`` is ``sgd`` or ``ials``).
+resolved configuration (``model`` is ``sgd``, ``ials`` or ``sequence``).
 
 Both trainers expose what :class:`~mfrec.train.phases.TrainingRun` drives: ``model`` (a
 :class:`~mfrec.train.model.MatrixFactorization`), ``epoch`` and ``batch`` (completed epochs, and
 completed steps of the current one), ``steps_per_epoch``, ``run_epoch(should_stop, on_batch)``
 (the mean loss, or None when stopped mid-epoch) and ``state_dict``/``load_state_dict`` for exact
-resumption.
+resumption. The sequence trainer's ``model`` is a
+:class:`~mfrec.train.sequence_model.SequenceModel` (``score_users`` from each user's history);
+it also has ``export_arrays``, the artifact's arrays of a set of weights.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from mfrec.train.ials import IALSParams, IALSTrainer
 from mfrec.train.interactions import Interactions
 from mfrec.train.loop import Trainer
 from mfrec.train.recency import training_weights
+from mfrec.train.sequence_trainer import SequenceTrainer
 
 # iALS's unobserved weight and regularisation when neither the user nor a probe chose them, and
 # the start of the probes' search: IALSParams' defaults, the most robust pair of a grid at
@@ -40,9 +43,9 @@ def ials_params(config: TrainConfig) -> IALSParams:
 
 def make_trainer(
     data: Interactions, config: TrainConfig, device: torch.device, horizon_epochs: int
-) -> Trainer | IALSTrainer:
-    """The trainer of ``config.model`` on ``data``; ``horizon_epochs`` is the SGD learning-rate
-    schedule's length (iALS has no schedule).
+) -> Trainer | IALSTrainer | SequenceTrainer:
+    """The trainer of ``config.model`` on ``data``; ``horizon_epochs`` is the learning-rate
+    schedule's length of the SGD and sequence models (iALS has no schedule).
 
     Raises
     ------
@@ -54,4 +57,8 @@ def make_trainer(
         return IALSTrainer(data, ials_params(config), device, confidences)
     if config.model == "sgd":
         return Trainer(data, config, device, horizon_epochs=horizon_epochs)
-    raise ConfigError(f"model={config.model!r} must be resolved to sgd or ials before training")
+    if config.model == "sequence":
+        return SequenceTrainer(data, config, device, horizon_epochs=horizon_epochs)
+    raise ConfigError(
+        f"model={config.model!r} must be resolved to sgd, ials or sequence before training"
+    )
