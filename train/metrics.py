@@ -130,7 +130,8 @@ def evaluate(
             bar.update(len(rows))
         scores = score_fn(rows).to(device=device, dtype=torch.float32).clone()
         relevant = torch.zeros(scores.shape, dtype=torch.bool, device=device)
-        relevant[csr_rows(test_ptr, test_idx, rows)] = True
+        tested = csr_rows(test_ptr, test_idx, rows)  # distinct items: the CSR is deduplicated
+        relevant[tested] = True
         if exclude_seen:
             seen = csr_rows(seen_ptr, seen_idx, rows)
             scores[seen] = float("-inf")
@@ -138,7 +139,10 @@ def evaluate(
         values, index = top_k(scores, k)
         listed = values > float("-inf")
         hits = relevant.gather(1, index) & listed
-        num_relevant = relevant.sum(dim=1)
+        # Counted over the test pairs, not the whole (B, num_items) mask: a quarter of a probe's
+        # scoring time on a 10,000-item catalogue went to that row sum.
+        num_relevant = torch.zeros(len(rows), dtype=torch.int64, device=device)
+        num_relevant.index_add_(0, tested[0], relevant[tested].long())
         keep = num_relevant > 0
         hits, num_relevant = hits[keep].double(), num_relevant[keep]
         # Counts rather than a boolean index: no data-dependent shape, no wait for the device.
