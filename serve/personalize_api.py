@@ -29,11 +29,12 @@ import uuid
 
 from flask import Blueprint, Response, current_app, request
 
-from mfrec.serve import codecs, filters, personalize
+from mfrec.serve import auth, codecs, filters, personalize
 from mfrec.serve.events import service
 from mfrec.serve.requests import RecordError, Request
 
 blueprint = Blueprint("personalize_api", __name__)
+blueprint.before_request(auth.require_signature)  # SigV4 (MFREC_AUTH_KEYS)
 
 #: The request fields of each operation that mfrec reads (``filterExpression`` is mfrec's inline
 #: filter); ``promotions`` and ``metadataColumns`` are Personalize's, refused as not supported.
@@ -147,8 +148,7 @@ def get_action_recommendations():
 @blueprint.errorhandler(codecs.HttpError)
 def personalize_error(exc: codecs.HttpError):
     """Errors of these routes in Personalize's shape (a model not loaded yet: 503)."""
-    if isinstance(exc, PersonalizeError):
-        code = exc.code
-    else:  # e.g. ModelNotLoaded (503), which botocore retries
+    code = getattr(exc, "code", None)  # PersonalizeError's, or mfrec.serve.auth's 403s
+    if code is None:  # e.g. ModelNotLoaded (503), which botocore retries
         code = "InvalidInputException" if exc.status == 400 else type(exc).__name__
     return _error_response(code, str(exc), exc.status)

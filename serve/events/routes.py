@@ -24,7 +24,7 @@ import os
 
 from flask import Blueprint, Flask, Response, current_app, request
 
-from mfrec.serve import codecs
+from mfrec.serve import auth, codecs
 from mfrec.serve.events import ENV_DB, MODEL_DIR, augment, max_per_user, open_store, store_location
 from mfrec.serve.events.ingest import read_items, read_put_events
 from mfrec.serve.events.service import EXTENSION, Events, EventsOff
@@ -34,6 +34,7 @@ from mfrec.serve.personalize_api import InvalidInput, PersonalizeError, personal
 logger = logging.getLogger(__name__)
 
 blueprint = Blueprint("personalize_events", __name__)
+blueprint.before_request(auth.require_signature)  # SigV4 (MFREC_AUTH_KEYS)
 blueprint.register_error_handler(codecs.HttpError, personalize_error)
 
 
@@ -50,7 +51,10 @@ def install(app: Flask, model_dir=None) -> None:
     ------
     EventStoreError
         The store cannot be opened: the server does not start, and the message says why.
+    ConfigError
+        ``MFREC_AUTH_KEYS`` is bad (:mod:`mfrec.serve.auth`).
     """
+    auth.install(app)  # MFREC_AUTH_KEYS, for these paths and Personalize's runtime paths
     configured = model_dir or os.environ.get(ENV_DB, "").strip() or os.environ.get(MODEL_DIR)
     location = store_location(model_dir=model_dir) if configured else None
     store = open_store(location, max_per_user()) if location else None
