@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from mfrec.serve.scoring import TopK, fold_in, mean_embedding
+from mfrec.serve.sequence import SequenceEncoder, is_sequence
 from mfrec.train.artifact import ModelArtifact
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class ModelTensors:
         self.item_embeddings = _tensor(artifact.item_embeddings, device)
         self.item_biases = _tensor(artifact.item_biases, device)
         self.by_score = TopK(self.item_embeddings, self.item_biases)
+        # A sequence model encodes fresh histories itself (mfrec.serve.sequence).
+        self.sequence = SequenceEncoder(artifact, device) if is_sequence(artifact) else None
         self._by_cosine: TopK | None = None
         self.gram = self.item_embeddings.T @ self.item_embeddings
         self.gram_scale = float(torch.trace(self.gram)) / max(1, artifact.embedding_dim)
@@ -74,7 +77,10 @@ class ModelTensors:
         ``mean``: the mean embedding of the history (and a known user's training items),
         rescaled to the median norm of the trained user vectors. A known user with nothing to
         fold in keeps the trained vector. Histories are solved a few thousand items at a time.
+        A sequence model ignores ``method``: it encodes the history (:mod:`mfrec.serve.sequence`).
         """
+        if self.sequence is not None:
+            return self.sequence.user_vectors(histories, users, self.user_embeddings)
         known = users >= 0
         priors = self.user_embeddings[users.clamp(min=0)] * known.unsqueeze(1)
         if not histories:
