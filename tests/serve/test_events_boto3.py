@@ -22,6 +22,8 @@ botocore_config = pytest.importorskip("botocore.config")
 KEY_ID, SECRET = "AKIDMFREC", "s3cret-for-tests"
 GENRE = ["Comedy", "Comedy|Drama", "Drama", "Horror", "Comedy", "Drama", "Horror", ""]
 ARN = "arn:aws:personalize:eu-west-1:123456789012:filter/no-comedy"
+# A file key that is a full ARN (of another region): found by that ARN, as Personalize's.
+FULL_ARN = "arn:aws:personalize:us-west-2:111122223333:filter/only-drama"
 CAMPAIGN = "arn:aws:personalize:eu-west-1:123456789012:campaign/movies"
 
 
@@ -33,9 +35,11 @@ class Deployment:
         model.extra[ATTRIBUTE_PREFIX + "GENRE"] = np.array(GENRE)
         self.model_dir = save(model, folder / "model")
         filters = folder / "filters.json"
-        filters.write_text(
-            json.dumps({"no-comedy": 'EXCLUDE ItemID WHERE Items.GENRE IN ("Comedy")'})
-        )
+        named = {
+            "no-comedy": 'EXCLUDE ItemID WHERE Items.GENRE IN ("Comedy")',
+            FULL_ARN: 'INCLUDE ItemID WHERE Items.GENRE IN ("Drama")',
+        }
+        filters.write_text(json.dumps(named))
         self.env = {
             "MFREC_DEVICE": "cpu",
             "MFREC_FILTERS": str(filters),
@@ -94,6 +98,12 @@ def test_runtime_calls_and_a_named_filter_by_arn(deployment):
     assert items(plain) == ["i0", "i2", "i3"]
     filtered = runtime.get_recommendations(campaignArn=CAMPAIGN, userId="302", filterArn=ARN)
     assert filtered["itemList"] and not set(items(filtered)) & {"i0", "i1", "i4"}
+    drama = runtime.get_recommendations(campaignArn=CAMPAIGN, userId="302", filterArn=FULL_ARN)
+    assert items(drama) == ["i1", "i2", "i5"]
+    with pytest.raises(runtime.exceptions.ResourceNotFoundException, match="only-comedy"):
+        runtime.get_recommendations(
+            campaignArn=CAMPAIGN, userId="302", filterArn=FULL_ARN.replace("drama", "comedy")
+        )
     ranked = runtime.get_personalized_ranking(
         campaignArn=CAMPAIGN, userId="685", inputList=["i5", "not-an-item", "i1"]
     )
