@@ -19,6 +19,10 @@ Errors are answered in Personalize's rest-json error shape: status 400 or 404, t
 from which botocore raises ``client.exceptions.InvalidInputException`` (or
 ``ResourceNotFoundException`` for a ``filterArn`` that is not among the deployment's named
 filters, ``MFREC_FILTERS``).
+
+Every request first passes :func:`mfrec.serve.auth.require_signature` (SigV4 with
+``MFREC_AUTH_KEYS``), and its user's stored PutEvents events are applied to it
+(:mod:`mfrec.serve.events.service`) before it reaches the Recommender.
 """
 
 from __future__ import annotations
