@@ -11,8 +11,10 @@
 - Workers are ``gthread`` workers with :data:`THREADS_PER_WORKER` threads: a ``/ping`` is
   answered while a long batch request is being scored (torch releases the GIL while it computes)
   and while slow clients trickle their bodies (each holds one thread; gunicorn waits for a
-  request's first bytes without one). The app computes at most ``CONCURRENT_ANSWERS`` answers at
-  a time per worker, which bounds memory whatever the thread count. Their ``timeout`` is a
+  request's first bytes without one) and a body must arrive within ``MFREC_BODY_TIMEOUT``
+  seconds plus one per 64 kB (:mod:`mfrec.serve.bodies`, else 408). The app computes at most
+  ``CONCURRENT_ANSWERS`` large answers at a time per worker, which bounds memory whatever the
+  thread count; small ones are micro-batched (:mod:`mfrec.serve.batching`). Their ``timeout`` is a
   heartbeat of the worker's main loop, not a limit per request: a 100 MB batch body that takes
   minutes is not killed half way (SageMaker's own InvocationsTimeoutInSeconds still applies).
   Each worker picks its device and its torch thread count (CPU cores / workers) after the fork,
@@ -45,6 +47,7 @@ from gunicorn.app.base import BaseApplication
 
 from mfrec.serve import devices
 from mfrec.serve.app import create_app
+from mfrec.serve.bodies import BodyDeadline
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.settings import ServingSettings
 
@@ -52,9 +55,10 @@ logger = logging.getLogger(__name__)
 
 GRACEFUL_TIMEOUT = 20  # seconds to finish in-flight requests after SIGTERM (< SageMaker's 30)
 # A connection holds a thread while it sends its request: enough threads that slow clients
-# cannot hold them all (docs/serving.md, "Slow clients"); the app computes at most
-# mfrec.serve.app.CONCURRENT_ANSWERS answers at a time whatever this is.
-THREADS_PER_WORKER = 32
+# cannot hold them all (docs/serving.md, "Slow clients"), each held for at most the body
+# deadline (mfrec.serve.bodies); the app computes at most mfrec.serve.app.CONCURRENT_ANSWERS
+# large answers at a time whatever this is, and idle threads cost little memory.
+THREADS_PER_WORKER = 128
 KEEPALIVE = 20  # seconds; SageMaker's front end and `mfrec transform` reuse connections
 
 
@@ -141,5 +145,7 @@ def serve(
         settings.port,
     )
     app = create_app(recommender, settings=settings)
+    # Bodies are read against a deadline before the app runs (slow clients, mfrec.serve.bodies).
+    app = BodyDeadline(app, settings.max_payload_mb * 2**20, grace_seconds=settings.body_timeout)
     gc.freeze()  # objects made so far are never collected: their pages stay shared after fork
     _Gunicorn(app, gunicorn_options(settings, recommender, host)).run()
