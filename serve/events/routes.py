@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, request
 
@@ -111,7 +112,8 @@ def put_items():
             sorted(unknown_fields)[:10],
             names,
         )
-        headers["x-mfrec-unknown-items"] = ",".join(unknown_items)[:1000]
+        # percent-encoded: an id may hold any character, a header only printable ASCII
+        headers["x-mfrec-unknown-items"] = quote(",".join(unknown_items), safe=",")[:1000]
     body = {
         "stored": len(known),
         "unknownItems": unknown_items,

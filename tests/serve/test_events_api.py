@@ -126,6 +126,13 @@ def test_put_items_changes_what_filters_see_and_reports_unknowns(client, tmp_pat
     assert "i6" not in recommended(client, "u3", filterArn=arn)
 
 
+def test_unknown_item_ids_reach_the_header_percent_encoded(client):
+    items = [{"itemId": "caf\u00e9\nx", "properties": "{}"}, {"itemId": "a b", "properties": "{}"}]
+    response = client.post("/items", json={"datasetArn": DATASET, "items": items})
+    assert response.status_code == 200
+    assert response.headers["x-mfrec-unknown-items"] == "caf%C3%A9%0Ax,a%20b"
+
+
 def test_put_users_is_not_supported(client):
     body = {"datasetArn": DATASET, "users": [{"userId": "u1", "properties": "{}"}]}
     assert_invalid(client.post("/users", json=body), "PutUsers is not supported")
