@@ -27,6 +27,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -320,9 +321,16 @@ def bench_startup(sizes: list[tuple[int, int]]):
             "load": load_average(),
         }
         table.rows.append([label, round(size_mb), f"{server.startup_seconds:.1f}", round(rss)])
+    # The floor no model can lower: starting Python and importing the server (torch, Flask).
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import mfrec.serve.server"], check=True)
+    imports = results["imports"] = time.perf_counter() - started
+    table.rows.append(
+        ["no model: `python -c 'import mfrec.serve.server'`", 0, f"{imports:.1f}", ""]
+    )
     table.notes.append(
-        "includes Python and torch imports, the SHA-256 check of the artifact, "
-        "the id dictionaries and the fork of the worker"
+        "includes Python and torch imports, the SHA-256 check of the artifact, the array checks, "
+        "the id dictionaries and the fork of the worker; the arrays are memory-mapped"
     )
     return [table], results
 
