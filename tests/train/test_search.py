@@ -104,6 +104,7 @@ def test_interrupted_and_resumed_search_equals_uninterrupted(reference, tmp_path
 
 def test_a_later_candidate_stops_at_the_search_time_limit(monkeypatch):
     monkeypatch.setattr(search, "MIN_LIMIT_SECONDS", 0.0)
+    monkeypatch.setattr(search, "MIN_LIMIT_INTERACTIONS", 0)
     hurried = dataclasses.replace(CONFIG, search_time_factor=1e-9)  # SGD: no time left
     result = train_model(drifting_data(), hurried, out=io.StringIO())
     found = result.metrics["model_search"]
@@ -112,8 +113,20 @@ def test_a_later_candidate_stops_at_the_search_time_limit(monkeypatch):
     assert len(sgd_fit) == 1 and found["sgd"]["best_epoch"] == 1  # its one validated epoch
 
 
+def test_small_data_is_never_time_limited(reference, monkeypatch):
+    monkeypatch.setattr(search, "MIN_LIMIT_SECONDS", 0.0)  # the data size alone must exempt it
+    hurried = dataclasses.replace(CONFIG, search_time_factor=1e-9)
+    result = train_model(drifting_data(), hurried, out=io.StringIO())
+    found = result.metrics["model_search"]
+    assert not any(fit.get("stopped_by_time_limit") for fit in found.values())
+    assert {m: f["ndcg@10"] for m, f in found.items()} == {
+        m: f["ndcg@10"] for m, f in reference.metrics["model_search"].items()
+    }
+
+
 def test_no_time_limit_with_search_time_factor_zero(reference, monkeypatch):
     monkeypatch.setattr(search, "MIN_LIMIT_SECONDS", 0.0)
+    monkeypatch.setattr(search, "MIN_LIMIT_INTERACTIONS", 0)
     unlimited = dataclasses.replace(CONFIG, search_time_factor=0.0)
     result = train_model(drifting_data(), unlimited, out=io.StringIO())
     assert result.metrics["model_search"] == reference.metrics["model_search"] | {
