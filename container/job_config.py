@@ -33,10 +33,11 @@ class JobConfig:
     channels: dict[str, dict]
     current_host: str | None = None
     hosts: tuple[str, ...] = ()
+    network_interface: str | None = None  # resourceconfig.json's network_interface_name
 
     @property
     def is_primary(self) -> bool:
-        """Only ``hosts[0]`` trains and writes the model."""
+        """``hosts[0]`` holds global rank 0, which writes the model."""
         return not self.hosts or self.current_host == self.hosts[0]
 
     def input_mode(self, channel: str) -> str:
@@ -73,18 +74,13 @@ def read_job_config(paths: SageMakerPaths) -> JobConfig:
             )
     resources = _read_json_object(paths.resource_config)
     current_host, hosts = _hosts(paths.resource_config, resources)
-    sharded = channels.get(TRAINING, {}).get("S3DistributionType") == "ShardedByS3Key"
-    if sharded and len(hosts) > 1:
-        raise ConfigError(
-            f"the training channel is ShardedByS3Key across {len(hosts)} hosts, so the host that "
-            "trains would see only part of the data; mfrec trains on one host: use "
-            "InstanceCount=1 (or S3DistributionType=FullyReplicated)"
-        )
+    interface = resources.get("network_interface_name")
     return JobConfig(
         hyperparameters={str(key): _as_string(value) for key, value in hyperparameters.items()},
         channels=channels,
         current_host=current_host,
         hosts=hosts,
+        network_interface=interface if isinstance(interface, str) and interface else None,
     )
 
 

@@ -15,10 +15,16 @@ Outcome, as SageMaker sees it (see docs/training.md):
   ``output/failure`` says what is wrong and how to fix it.
 * exit 2: a bug in mfrec; the traceback goes to stderr (CloudWatch), a short line to the failure
   file.
+
+Distributed (several hosts, or ``processes`` > 1; :mod:`mfrec.launch`): every process runs
+these steps on the same data (a ``ShardedByS3Key`` channel's shards are gathered first); rank 0
+alone writes the outputs, checkpoints and the model, and the other hosts leave their model
+folders empty. A data error on any rank is shared, so every rank fails with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -30,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mfrec import launch
 from mfrec.job_config import (
     ITEMS,
     TRAINING,
@@ -39,10 +46,12 @@ from mfrec.job_config import (
 )
 from mfrec.job_process import StopFlag, run_guarded
 from mfrec.paths import SageMakerPaths
+from mfrec.train import distributed
 from mfrec.train.artifact import save
 from mfrec.train.config import TrainConfig, check_hyperparameter_names
-from mfrec.train.errors import DataValidationError, disk_full, write_through_partial
+from mfrec.train.errors import DataValidationError, MfrecError, disk_full, write_through_partial
 from mfrec.train.ingest import ImportOptions, load_interactions
+from mfrec.train.ingest.report import ImportStats, build_report
 from mfrec.train.interactions import Interactions
 from mfrec.train.item_features import (
     DEFAULT_HALF_LIFE_DAYS,
@@ -62,7 +71,7 @@ TRAINING_CURVE = "training_curve.png"
 STAGING_GLOB = ".mfrec-staging-*"  # mfrec.train.artifact.save's staging folders
 PARTIAL_GLOB = ".*.partial*"  # _write_output's partial files
 # Hyperparameters of the job itself, beside TrainConfig's and ImportOptions' (docs/training.md).
-JOB_HYPERPARAMETERS = ("trending_half_life_days",)
+JOB_HYPERPARAMETERS = ("trending_half_life_days", launch.PROCESSES)
 
 
 @dataclass(frozen=True)
@@ -76,9 +85,12 @@ class JobSpec:
     items: Path | None = None
     output_data_dir: Path | None = None
     checkpoint_dir: Path | None = None
+    sharded: tuple[str, ...] = ()  # channels of which this host holds a shard (ShardedByS3Key)
 
 
-def run_sagemaker_job(base_dir: str | Path | None = None, *, out=None) -> int:
+def run_sagemaker_job(
+    base_dir: str | Path | None = None, *, out=None, processes: int | None = None
+) -> int:
     """Run the training job described by SageMaker's files under ``base_dir``.
 
     Parameters
@@ -87,6 +99,9 @@ def run_sagemaker_job(base_dir: str | Path | None = None, *, out=None) -> int:
         Defaults to ``$SAGEMAKER_BASE_DIR``, else ``/opt/ml``.
     out : text stream, optional
         Where the per-epoch metric lines go (default ``sys.stdout``).
+    processes : int, optional
+        Processes on each host (``mfrec train --processes``); default: the ``processes``
+        hyperparameter.
 
     Returns
     -------
@@ -95,7 +110,11 @@ def run_sagemaker_job(base_dir: str | Path | None = None, *, out=None) -> int:
     """
     paths = SageMakerPaths.from_env(base_dir)
     failure = paths.failure if paths.base.is_dir() else None
-    return run_guarded(lambda stop: _sagemaker_job(paths, stop, out), failure)
+    launched = launch.launched_rank()
+    if launched is not None and launched.local_rank != 0:
+        failure = None  # the host's first process writes it
+    job = lambda stop: _sagemaker_job(paths, stop, out, processes)  # noqa: E731
+    return run_guarded(job, failure)
 
 
 def run_local_job(
@@ -108,10 +127,12 @@ def run_local_job(
     checkpoint_dir: str | Path | None = None,
     hyperparameters: Mapping[str, str] | None = None,
     out=None,
+    processes: int | None = None,
 ) -> int:
     """Run the same job on local paths; ``hyperparameters`` are strings, as SageMaker's are.
 
     ``items`` is the item metadata (the ``items`` channel of a SageMaker job), optional.
+    ``processes`` (``--processes``) overrides the ``processes`` hyperparameter.
 
     The failure file is written to ``output_dir/failure`` when ``output_dir`` is given. Returns
     the exit code, as :func:`run_sagemaker_job`.
@@ -126,20 +147,61 @@ def run_local_job(
         checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir),
     )
     failure = None if output_dir is None else Path(output_dir) / "failure"
-    return run_guarded(lambda stop: _train(spec, stop, out), failure)
+    launched = launch.launched_rank()
+    if launched is not None and launched.local_rank != 0:
+        failure = None
+
+    def job(stop: StopFlag) -> int:
+        _parse_hyperparameters(spec.hyperparameters)  # refused before any process starts
+        layout = launch.plan(spec.hyperparameters, processes=processes)
+        arguments = _local_arguments(spec, output_dir)
+        return _distributed(layout, arguments, stop, failure, lambda: _train(spec, stop, out))
+
+    return run_guarded(job, failure)
 
 
-def _sagemaker_job(paths: SageMakerPaths, stop: StopFlag, out) -> int:
+def _local_arguments(spec: JobSpec, output_dir) -> list[str]:
+    """``mfrec train`` arguments that run ``spec`` again (in a launched process)."""
+    arguments = ["train", "--data", str(spec.training), "--model-dir", str(spec.model_dir)]
+    for flag, value in (
+        ("--validation", spec.validation),
+        ("--items", spec.items),
+        ("--output-dir", output_dir),
+        ("--checkpoint-dir", spec.checkpoint_dir),
+    ):
+        if value is not None:
+            arguments += [flag, str(value)]
+    if spec.hyperparameters:
+        arguments += ["--set", *(f"{k}={v}" for k, v in spec.hyperparameters.items())]
+    return arguments
+
+
+def _distributed(layout, arguments, stop: StopFlag, failure, train: Callable[[], int]) -> int:
+    """Train in this process, alone or as one rank, or launch this host's processes."""
+    rank = launch.launched_rank()
+    if rank is None and layout.world_size == 1:
+        return train()  # one process: no process group at all
+    if rank is None and layout.processes > 1:
+        return launch.run_processes(arguments, layout, stop, failure)
+    rank = rank or launch.own_rank(layout)
+    with distributed.process_group(
+        rank.rank, rank.world_size, rank.local_rank, rank.address, rank.port, rank.backend
+    ):
+        return train()
+
+
+def _sagemaker_job(paths: SageMakerPaths, stop: StopFlag, out, processes: int | None) -> int:
     job = read_job_config(paths)
     _parse_hyperparameters(job.hyperparameters)  # a typo fails every host alike
-    if not job.is_primary:
-        logger.info(
-            "host %s is not the primary host %s: mfrec trains on one host, so this host exits "
-            "without training (use InstanceCount=1 to avoid paying for idle hosts)",
-            job.current_host,
-            job.hosts[0],
-        )
-        return 0
+    launch.set_network_interface(job.network_interface)
+    layout = launch.plan(job.hyperparameters, job.hosts, job.current_host, processes)
+    arguments = ["train", "--base-dir", str(paths.base)]
+    return _distributed(
+        layout, arguments, stop, paths.failure, lambda: _sagemaker_train(paths, job, stop, out)
+    )
+
+
+def _sagemaker_train(paths: SageMakerPaths, job, stop: StopFlag, out) -> int:
     with tempfile.TemporaryDirectory(prefix="mfrec-pipe-") as scratch:
         training = channel_data(paths, job, TRAINING, Path(scratch), required=True)
         validation = channel_data(paths, job, VALIDATION, Path(scratch))
@@ -152,6 +214,11 @@ def _sagemaker_job(paths: SageMakerPaths, stop: StopFlag, out) -> int:
             hyperparameters=job.hyperparameters,
             output_data_dir=paths.output_data,
             checkpoint_dir=paths.checkpoints,
+            sharded=tuple(
+                name
+                for name in (TRAINING, VALIDATION)
+                if job.channels.get(name, {}).get("S3DistributionType") == "ShardedByS3Key"
+            ),
         )
         return _train(spec, stop, out)
 
@@ -195,12 +262,18 @@ def _parse_hyperparameters(hyperparameters: Mapping[str, str]) -> JobSettings:
 def _train(spec: JobSpec, stop: StopFlag, out) -> int:
     """The job's steps: settings, inputs, training, outputs, the model."""
     settings = _parse_hyperparameters(spec.hyperparameters)
+    group = distributed.current()
+    if group.distributed:
+        _log_rank(group)
+    if not group.is_primary:  # rank 0 writes the outputs, checkpoints and the model
+        spec = dataclasses.replace(spec, output_data_dir=None, checkpoint_dir=None)
     _log_start(spec, settings)
-    _remove_leftovers(spec.model_dir, STAGING_GLOB)
+    if group.is_primary:
+        _remove_leftovers(spec.model_dir, STAGING_GLOB)
     if spec.output_data_dir is not None:
         _remove_leftovers(spec.output_data_dir, PARTIAL_GLOB)
-    inputs = _read_inputs(spec, settings)
-    if stop():  # SIGTERM during the import: nothing trained, nothing worth saving
+    inputs = _read_inputs_together(spec, settings, group)
+    if distributed.collective_stop(stop, group)():  # SIGTERM during the import
         logger.warning(
             "%s received before training started; exiting without a model", stop.signal_name
         )
@@ -218,6 +291,9 @@ def _train(spec: JobSpec, stop: StopFlag, out) -> int:
         out=out if out is not None else sys.stdout,
     )
     _write_results(spec, result)
+    if not group.is_primary:
+        logger.info("rank %d done; rank 0 writes the model", group.rank)
+        return 0
     if result.interrupted and not _interrupted_model_worth_writing(spec, result, stop):
         return 0
     try:
@@ -259,10 +335,50 @@ def _log_start(spec: JobSpec, settings: JobSettings) -> None:
     )
 
 
-def _read_inputs(spec: JobSpec, settings: JobSettings) -> JobInputs:
-    """Import the channels (writing their data reports) and read the item metadata."""
+def _log_rank(group: distributed.Group) -> None:
+    logger.info(
+        "distributed training: world size %d; this process is rank %d (local rank %d); each "
+        "rank computes 1/%d of every SGD batch and solves 1/%d of iALS's users and items",
+        group.world_size, group.rank, group.local_rank, group.world_size, group.world_size,
+    )  # fmt: skip
+
+
+def _read_inputs_together(spec: JobSpec, settings: JobSettings, group) -> JobInputs:
+    """:func:`_read_inputs` on every rank; a data error on any rank fails every rank with it
+    (no rank waits for one that has given up), and sharded channels are gathered."""
+    if not group.distributed:
+        return _read_inputs(spec, settings)
+    error = None
     try:
-        data, report = load_interactions(spec.training, settings.options, check_minimums=True)
+        inputs = _read_inputs(spec, settings)
+    except MfrecError as exc:
+        error = exc
+    reasons = group.all_gather_object(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    for rank, reason in enumerate(reasons):
+        if reason is not None:
+            raise distributed.PeerFailedError(f"rank {rank} could not read its data: {reason}")
+    shard = group.local_rank == 0  # the host's other processes read the same shard
+    if TRAINING not in spec.sharded:
+        return inputs
+    data = distributed.gather_interactions(inputs.data, group, contributes=shard)
+    # Amazon Personalize's minimum holds for the whole channel, not for one host's shard.
+    refusal = build_report(data, ImportStats(source="all shards")).refusal()
+    if refusal:
+        raise DataValidationError(f"{refusal} (all {group.world_size} ranks' shards together)")
+    valid = inputs.valid
+    if VALIDATION in spec.sharded and valid is not None:
+        valid = distributed.gather_interactions(valid, group, contributes=shard)
+    return JobInputs(data, valid, item_extras(data, spec.items, settings.half_life_days))
+
+
+def _read_inputs(spec: JobSpec, settings: JobSettings) -> JobInputs:
+    """Import the channels (writing their data reports) and read the item metadata. A
+    sharded training channel's minimums are checked once its shards are gathered."""
+    whole = TRAINING not in spec.sharded
+    try:
+        data, report = load_interactions(spec.training, settings.options, check_minimums=whole)
     except DataValidationError as exc:  # too little data: the report still says what was read
         if exc.report is not None:
             _write_output(spec, DATA_REPORT, exc.report.write_json)

@@ -16,7 +16,9 @@ longest wait of a rank for the others, so it must exceed the longest work rank 0
 (scoring every validation user, writing a checkpoint). A peer that exits or crashes closes its
 connections, and the collectives of the others fail at once; a peer that hangs is found when
 the timeout ends. Either way the error becomes :class:`PeerFailedError`, which ends the job
-with exit code 1 on every rank and the failure file on rank 0.
+with exit code 1 on every rank and the failure file on rank 0. The same timeout bounds the
+rendezvous: a rank whose peers never arrive (a host that failed to start, a wrong
+``MASTER_ADDR``) gives up after it.
 """
 
 from __future__ import annotations
@@ -213,11 +215,28 @@ def process_group(
             "that every host runs the job and can reach that address (MASTER_ADDR/MASTER_PORT)"
         ) from exc
     _current = Group(rank, world_size, local_rank, device)
+    prefix = _RankPrefix(f"rank {rank}/{world_size}: ")
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:  # the ranks' lines interleave in one log
+        handler.addFilter(prefix)
     try:
         yield _current
     finally:
         _current = SOLO
+        for handler in handlers:
+            handler.removeFilter(prefix)
         torch.distributed.destroy_process_group()
+
+
+class _RankPrefix(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.prefix):
+            record.msg = f"{self.prefix}{record.msg}"
+        return True
 
 
 def collective_stop(should_stop: Callable[[], bool], group: Group | None = None):

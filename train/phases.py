@@ -10,6 +10,11 @@ best epoch read come from at most :data:`MONITOR_USERS` validation users (a seed
 same for every epoch and every model); when the fit ends, the best epoch's weights are scored
 once on **all** validation users, and those are the VALID metrics that choose between models
 and that the final metric line, ``metrics.json`` and ``model.json`` report.
+
+Distributed (:mod:`mfrec.train.distributed`): every process holds the same model, so rank 0
+alone scores the validation users (each once) and broadcasts the metrics, and decides the
+search's time limit by its own clock; every rank then takes the same early-stopping, best-epoch
+and time-limit decisions.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 
 import numpy as np
 
+from mfrec.train import distributed
 from mfrec.train.metric_lines import LINE_ORDER, format_line
 from mfrec.train.metrics import evaluate
 from mfrec.train.progress import ProgressBar
@@ -40,6 +46,14 @@ def monitor_sample(holdout, seed: int, max_users: int | None = None):
     """``holdout`` restricted to at most ``max_users`` (default :data:`MONITOR_USERS`) of its
     users (seeded), or itself."""
     return sample_users(holdout, seed, MONITOR_USERS if max_users is None else max_users)
+
+
+def evaluate_once(scorer, train, test, **kwargs) -> dict:
+    """:func:`~mfrec.train.metrics.evaluate` on rank 0 alone, its metrics broadcast to every
+    rank (the ranks hold the same model: each validation user is scored once)."""
+    group = distributed.current()
+    metrics = evaluate(scorer, train, test, **kwargs) if group.is_primary else None
+    return group.broadcast(metrics)
 
 
 class TrainingRun:
@@ -133,7 +147,7 @@ class TrainingRun:
             model = copy.deepcopy(self.trainer.model)
             model.load_state_dict(self.best_state)
             started = time.perf_counter()
-            self.best_metrics = evaluate(
+            self.best_metrics = evaluate_once(
                 model, self.fit, self.holdout, progress=f"validating {self.config.model} (all)"
             )
             self.best_ndcg = self.best_metrics["ndcg@10"]
@@ -213,10 +227,11 @@ class TrainingRun:
         return False
 
     def _check_time_limit(self) -> None:
-        if self.time_limit is None or self.fit_done or self.fit_seconds < self.time_limit:
+        if self.time_limit is None or self.fit_done or self.best_epoch is None:
+            return  # (no model to keep before an epoch is validated)
+        # Rank 0's clock decides for every rank (the module docstring).
+        if not distributed.current().broadcast(self.fit_seconds >= self.time_limit):
             return
-        if self.best_epoch is None:
-            return  # nothing validated yet: there would be no model to keep
         self.fit_done = self.stopped_by_time_limit = True
         logger.info(
             "%s fit: stopped by the search's time limit (%.0f s of %.0f s) after epoch %d; "
@@ -228,7 +243,7 @@ class TrainingRun:
         )
 
     def _validate(self) -> dict:
-        metrics = evaluate(
+        metrics = evaluate_once(
             self.trainer.model, self.fit, self.monitor, progress=f"validating {self.config.model}"
         )
         if metrics["ndcg@10"] > self.best_ndcg:

@@ -17,10 +17,15 @@
 
 Every epoch prints one metric line on ``out``, and a final line at the end
 (:mod:`mfrec.train.metric_lines` defines their format and the SageMaker regexes).
+
+In a distributed job (:mod:`mfrec.train.distributed`) every process calls ``train_model`` on
+the same data: rank 0 alone prints the metric lines and reads and writes the checkpoints (the
+state it resumes from is broadcast), and a stop on any rank stops every rank at the same step.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mfrec.train import distributed
 from mfrec.train.artifact import ModelArtifact
 from mfrec.train.checkpoint import fingerprint, load_latest
 from mfrec.train.config import TrainConfig, resolve_batch_size
@@ -114,10 +120,15 @@ def train_model(
     config = resolve_batch_size(config, device.type)  # batch_size=auto: by the device
     logger.info("training config: %s", json.dumps(config.to_dict(), sort_keys=True))
     fit, holdout, source, dropped = _validation_data(data, valid, config)
+    group = distributed.current()
+    if not group.is_primary:
+        out = io.StringIO()  # rank 0 prints the metric lines
+    should_stop = distributed.collective_stop(should_stop, group)
     search = ModelSearch(data, fit, holdout, config, device, out, should_stop)
     search.fingerprint = fingerprint(data, valid, config, device)
     search.checkpoint_dir = checkpoint_dir
-    search.resume(load_latest(checkpoint_dir, search.fingerprint))
+    state = load_latest(checkpoint_dir, search.fingerprint) if group.is_primary else None
+    search.resume(group.broadcast(state))
     interrupted = search.train(refit=source == "holdout" and config.refit)
     run = search.run
     if run is None:  # stopped during the probes: nothing trained yet

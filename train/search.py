@@ -35,7 +35,7 @@ import dataclasses
 import logging
 import time
 
-from mfrec.train import auto
+from mfrec.train import auto, distributed
 from mfrec.train.checkpoint import save_checkpoint
 from mfrec.train.config import TrainConfig
 from mfrec.train.metrics import evaluate_popularity
@@ -106,7 +106,10 @@ class ModelSearch:
 
     def _training_run(self, config: TrainConfig, state: dict | None) -> TrainingRun:
         if self._pop_metrics is None and self.holdout is not None:
-            self._pop_metrics = evaluate_popularity(self.fit, self.holdout, device=self.device)
+            group = distributed.current()
+            if group.is_primary:  # broadcast: every rank must agree (phases.evaluate_once)
+                self._pop_metrics = evaluate_popularity(self.fit, self.holdout, device=self.device)
+            self._pop_metrics = group.broadcast(self._pop_metrics)
         run = TrainingRun(
             self.data,
             self.fit,
@@ -187,8 +190,8 @@ class ModelSearch:
         self.pending = None
 
     def _save(self) -> None:
-        if self.checkpoint_dir is None:
-            return
+        if self.checkpoint_dir is None or not distributed.current().is_primary:
+            return  # distributed: rank 0 alone writes (every rank holds the same state)
         state = {
             "fingerprint": self.fingerprint,
             "probes": self.probes,

@@ -21,6 +21,7 @@ examples:
   mfrec train                                       # SageMaker: reads /opt/ml
   mfrec train --data interactions.csv --model-dir model --set num_epochs=5
   mfrec train --data interactions.csv --items items.csv --model-dir model
+  mfrec train --data interactions.csv --model-dir model --processes 2   # 2 ranks (gloo/NCCL)
   mfrec train --print-metric-definitions           # MetricDefinitions for the estimator
 """
 
@@ -74,6 +75,13 @@ def register(subparsers) -> None:
         default=[],
         help="a hyperparameter, as a string like SageMaker's (repeatable)",
     )
+    parser.add_argument(
+        "--processes",
+        metavar="N",
+        type=int,
+        help="training processes on this host (torch.distributed; both modes); default: the "
+        "'processes' hyperparameter, else one per visible GPU, else 1",
+    )
     add_import_arguments(parser)  # local mode: the same options as `mfrec validate`
     parser.add_argument(
         "--print-metric-definitions",
@@ -94,12 +102,14 @@ def run(args: argparse.Namespace) -> int:
 
     from mfrec import training_job
 
+    if args.processes is not None and args.processes < 1:
+        raise ConfigError(f"--processes {args.processes}: give an integer >= 1")
     if args.data is None:
         given = [name for name in LOCAL_ONLY if getattr(args, name)]
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise ConfigError(f"{flags} need --data PATH (local mode); add --data or drop them")
-        return training_job.run_sagemaker_job(args.base_dir)
+        return training_job.run_sagemaker_job(args.base_dir, processes=args.processes)
     if args.base_dir:
         raise ConfigError("--base-dir is for SageMaker mode; drop it when training with --data")
     if args.model_dir is None:
@@ -112,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir=args.output_dir,
         checkpoint_dir=args.checkpoint_dir,
         hyperparameters=local_hyperparameters(args),
+        processes=args.processes,
     )
 
 

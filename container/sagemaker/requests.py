@@ -70,6 +70,7 @@ def training_job_request(
     hyperparameters: Mapping[str, object] | None = None,
     content_type: str = "text/csv",
     instance_type: str = DEFAULT_INSTANCE_TYPE,
+    instance_count: int = 1,
     volume_size_gb: int = 30,
     max_runtime_s: int = 24 * 3600,
     spot: bool = False,
@@ -78,7 +79,11 @@ def training_job_request(
     environment: Mapping[str, str] | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> dict:
-    """The ``CreateTrainingJob`` request for the mfrec image (one instance, File input mode).
+    """The ``CreateTrainingJob`` request for the mfrec image (File input mode).
+
+    ``instance_count`` > 1 trains one model on that many hosts together (docs/training.md,
+    "Distributed training"; each host runs one process per GPU by default); only the first
+    host writes the model.
 
     Channels ``training`` (required) and ``validation`` (optional) read every file under their S3
     prefix. With ``spot=True`` the job uses managed Spot capacity, waits at most ``max_wait_s``
@@ -86,6 +91,12 @@ def training_job_request(
     (default ``<output_s3_uri>/<job_name>/checkpoints``), so an interrupted job resumes.
     """
     check_name(job_name, "training job name")
+    if (
+        isinstance(instance_count, bool)
+        or not isinstance(instance_count, int)
+        or instance_count < 1
+    ):
+        raise ConfigError(f"instance_count={instance_count!r} must be an integer >= 1")
     channels = [_channel("training", training_s3_uri, content_type)]
     if validation_s3_uri:
         channels.append(_channel("validation", validation_s3_uri, content_type))
@@ -113,7 +124,7 @@ def training_job_request(
         "OutputDataConfig": {"S3OutputPath": _s3(output_s3_uri)},
         "ResourceConfig": {
             "InstanceType": instance_type,
-            "InstanceCount": 1,
+            "InstanceCount": instance_count,
             "VolumeSizeInGB": int(volume_size_gb),
         },
         "StoppingCondition": stopping,

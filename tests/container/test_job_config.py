@@ -59,6 +59,7 @@ def test_sagemakers_three_files_are_read(tmp_path):
         channels=channels,
         current_host="algo-1",
         hosts=("algo-1",),
+        network_interface="eth0",
     )
     assert (job.input_mode("training"), job.input_mode("validation")) == ("FastFile", "File")
     assert job.is_primary
@@ -148,18 +149,19 @@ def test_unsupported_channel_settings_are_refused(tmp_path, channel, message):
         read_job_config(layout(tmp_path, channels={"training": channel}))
 
 
-def test_a_sharded_training_channel_on_several_hosts_is_refused(tmp_path):
+def test_a_sharded_training_channel_on_several_hosts_is_read_with_its_interface(tmp_path):
+    # Each host reads its shard; the training job gathers them (test_distributed_job.py).
     paths = layout(
         tmp_path,
         channels={"training": {"S3DistributionType": "ShardedByS3Key"}},
-        resources={"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]},
+        resources={
+            "current_host": "algo-2",
+            "hosts": ["algo-1", "algo-2"],
+            "network_interface_name": "eth0",
+        },
     )
-    with pytest.raises(
-        ConfigError,
-        match=r"ShardedByS3Key across 2 hosts.*use InstanceCount=1 "
-        r"\(or S3DistributionType=FullyReplicated\)",
-    ):
-        read_job_config(paths)
+    job = read_job_config(paths)
+    assert job.hosts == ("algo-1", "algo-2") and job.network_interface == "eth0"
 
 
 def test_a_sharded_channel_on_one_host_sees_all_the_data(tmp_path):

@@ -190,15 +190,6 @@ def test_internal_error_exits_2_with_a_short_failure_line(tmp_path, monkeypatch,
     assert model_files(base) == []
 
 
-def test_only_the_first_host_trains(tmp_path, caplog):
-    resources = {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]}
-    base = make_layout(tmp_path, resources=resources)
-    with caplog.at_level(logging.INFO):
-        assert training_job.run_sagemaker_job(base) == 0
-    assert model_files(base) == []
-    assert "not the primary host algo-1" in caplog.text
-
-
 def test_a_folder_that_is_not_a_sagemaker_layout_is_explained(tmp_path):
     assert training_job.run_sagemaker_job(tmp_path / "nothing") == 1
     assert not (tmp_path / "nothing").exists()  # no failure file created out of thin air
