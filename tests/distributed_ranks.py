@@ -83,7 +83,13 @@ def ials_factors(group, data, params, epochs):
     )
 
 
-def sgd_quality(group, data, valid, config):
+def sgd_quality(group, data, valid, config, dense_ratio=None):
+    """SGD's VALID NDCG@10, losses and weights; ``dense_ratio`` forces the exchange: 0 the
+    rows' all-gather, a large one the table's all-reduce (``loop.DENSE_RATIO``)."""
+    from mfrec.train import loop
+
+    if dense_ratio is not None:
+        loop.DENSE_RATIO = dense_ratio
     trainer = Trainer(data, config, CPU, horizon_epochs=config.num_epochs)
     losses = [trainer.run_epoch() for _ in range(config.num_epochs)]
     state = {name: value.numpy().copy() for name, value in trainer.model.state_dict().items()}

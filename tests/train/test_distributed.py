@@ -16,6 +16,7 @@ from mfrec.train.interactions import Interactions
 
 SOLVERS = ("cg", "cholesky")
 LOSSES = ("softmax", "bpr")
+EXCHANGES = {"rows": 0.0, "dense": 1e9}  # loop.DENSE_RATIO forcing each exchange
 
 
 def clustered(num_users=120, num_items=60, per_user=12, seed=0) -> Interactions:
@@ -47,7 +48,11 @@ def _sgd_case(loss):
 @pytest.fixture(scope="module")
 def two_ranks():
     calls = {("ials", s): (ials_factors, _ials_case(s)) for s in SOLVERS}
-    calls |= {("sgd", loss): (sgd_quality, _sgd_case(loss)) for loss in LOSSES}
+    calls |= {
+        ("sgd", loss, exchange): (sgd_quality, (*_sgd_case(loss), ratio))
+        for loss in LOSSES
+        for exchange, ratio in EXCHANGES.items()
+    }
     calls["decisions"] = (decisions, (7,))
     ranks = run_ranks(several, args=(calls,))
     for rank in ranks:
@@ -67,10 +72,11 @@ def test_ials_two_processes_equal_one(two_ranks, solver):
     np.testing.assert_array_equal(ranks[0][0], ranks[1][0])  # every rank holds the same tables
 
 
+@pytest.mark.parametrize("exchange", EXCHANGES)
 @pytest.mark.parametrize("loss", LOSSES)
-def test_sgd_two_processes_match_one(two_ranks, loss):
+def test_sgd_two_processes_match_one(two_ranks, loss, exchange):
     alone = sgd_quality(distributed.SOLO, *_sgd_case(loss))
-    ranks = [rank[("sgd", loss)] for rank in two_ranks]
+    ranks = [rank[("sgd", loss, exchange)] for rank in two_ranks]
     for ndcg, losses, _state in ranks:
         assert ndcg >= 0.97 * alone[0]
         np.testing.assert_allclose(losses, alone[1], rtol=1e-4)
