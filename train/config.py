@@ -29,6 +29,13 @@ AUTO_NEGATIVES = {"softmax": 256, "adaptive_hinge": 8, "bpr": 4, "hinge": 4, "po
 # the CPU's best measured batch, and a large one on a GPU, whose step is launch-bound at 1024.
 REFERENCE_BATCH = 1024
 AUTO_BATCH = {"cpu": 1024, "cuda": 16384}
+# batch_size=auto of the sequence model (target positions per step): on the CPU 4096, whose
+# large-batch rule (512 negatives, a schedule and patience twice as long) gave the smoothest
+# VALID curve on MovieLens 100K (benchmarks/NOTES.md, "The sequence model").
+AUTO_SEQUENCE_BATCH = {"cpu": 4096, "cuda": 16384}
+# embedding_dim when not given: the sequence model's blocks overfit MovieLens 100K at 128
+# (VALID NDCG@10 0.157 against 0.176 at 64; benchmarks/NOTES.md, "The sequence model").
+DEFAULT_EMBEDDING_DIM = {"sgd": 128, "ials": 128, "auto": 128, "sequence": 64}
 # Hyperparameters whose "auto" (None) is resolved later: num_negatives by the loss and the
 # batch size (TrainConfig.negatives); recency_min_weight, unobserved_weight and regularization
 # by probes on the validation data (mfrec.train.auto); batch_size by the device
@@ -74,7 +81,7 @@ class TrainConfig:
     """
 
     model: str = "auto"
-    embedding_dim: int = 128
+    embedding_dim: int | None = None  # DEFAULT_EMBEDDING_DIM by model, set in __post_init__
     num_epochs: int = 15
     batch_size: int | None = None
     learning_rate: float = 0.01
@@ -101,9 +108,12 @@ class TrainConfig:
     num_blocks: int = 2
     num_heads: int = 2
     max_history: int = 50
-    dropout: float = 0.2
+    dropout: float = 0.5
 
     def __post_init__(self) -> None:
+        if self.embedding_dim is None:  # not given: the model's own default
+            dim = DEFAULT_EMBEDDING_DIM.get(self.model, DEFAULT_EMBEDDING_DIM["sgd"])
+            object.__setattr__(self, "embedding_dim", dim)
         for name, (check, allowed) in _RULES.items():
             value = getattr(self, name)
             if value is None and name in _AUTO:
@@ -219,10 +229,12 @@ class TrainConfig:
 
 def resolve_batch_size(config: TrainConfig, device_type: str) -> TrainConfig:
     """``config`` with ``batch_size=auto`` resolved for a device type ("cpu" or "cuda"):
-    :data:`AUTO_BATCH`. An explicit batch size is kept."""
+    :data:`AUTO_BATCH` (:data:`AUTO_SEQUENCE_BATCH` for ``model=sequence``). An explicit batch
+    size is kept."""
     if config.batch_size is not None:
         return config
-    return dataclasses.replace(config, batch_size=AUTO_BATCH.get(device_type, REFERENCE_BATCH))
+    table = AUTO_SEQUENCE_BATCH if config.model == "sequence" else AUTO_BATCH
+    return dataclasses.replace(config, batch_size=table.get(device_type, REFERENCE_BATCH))
 
 
 def parse_bool(text) -> bool | None:

@@ -230,3 +230,19 @@ def test_pipeline_resumed_after_a_stop_equals_uninterrupted(tmp_path):
 def test_bad_sequence_hyperparameters_say_what_is_allowed(values, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig.from_hyperparameters({"model": "sequence", **values})
+
+
+def test_the_sequence_models_own_defaults_apply_only_when_not_given():
+    from mfrec.train.config import resolve_batch_size
+
+    default = TrainConfig.from_hyperparameters({"model": "sequence"})
+    assert (default.embedding_dim, default.dropout) == (64, 0.5)
+    assert resolve_batch_size(default, "cpu").batch_size == 4096
+    assert (
+        TrainConfig.from_hyperparameters({"model": "sequence", "embedding_dim": "32"}).embedding_dim
+        == 32
+    )
+    assert (
+        TrainConfig().embedding_dim == 128
+        and resolve_batch_size(TrainConfig(), "cpu").batch_size == 1024
+    )
