@@ -132,7 +132,7 @@ class Handler:
             )
         except FilterError as exc:
             raise Refused(str(exc)) from exc
-        user_idx = rec.user_index.get(request.user_id, -1)
+        user_idx = -1 if request.user_id is None else rec.user_index.get(request.user_id, -1)
         if self.bans_seen_per_job and user_idx >= 0 and self.excludes_seen(request):
             banned = np.concatenate([banned, rec.artifact.seen_items(user_idx)])
         return Job(request, top_n, banned, allowed, user_idx)

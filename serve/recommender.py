@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -100,7 +101,8 @@ class Recommender:
         )
         self.catalog = Catalog(artifact)
         self.item_ids = self.catalog.item_ids
-        self.user_index = {user_id: idx for idx, user_id in enumerate(artifact.user_ids.tolist())}
+        self._user_index: dict[str, int] | None = None  # built on first use (user_index)
+        self._user_index_lock = threading.Lock()
         self._handlers = {name: HANDLERS[name](self) for name in REQUEST_TYPES}
         # Concurrent calls of answer() (a worker's threads) are answered together.
         self._batcher = MicroBatcher(self.answer_together, wait_seconds=batch_wait_seconds)
@@ -133,13 +135,32 @@ class Recommender:
         return top_n if 1 <= top_n <= self.max_top_n else 0
 
     @property
+    def user_index(self) -> dict[str, int]:
+        """User id -> user index, built on first use: a million ids take a second or more,
+        which the server spends after its port opened (:meth:`index_users_in_background`)
+        rather than before the first ``/ping``."""
+        if self._user_index is None:
+            with self._user_index_lock:
+                if self._user_index is None:
+                    ids = self.artifact.user_ids.tolist()
+                    self._user_index = {user_id: idx for idx, user_id in enumerate(ids)}
+        return self._user_index
+
+    def index_users_in_background(self) -> threading.Thread:
+        """Build :attr:`user_index` on a thread; requests that need it wait for it."""
+        thread = threading.Thread(target=lambda: self.user_index, name="user-index", daemon=True)
+        thread.start()
+        return thread
+
+    @property
     def request_types(self) -> tuple[str, ...]:
         return REQUEST_TYPES
 
     def warm_up(self) -> None:
-        """Pick the device, move the embeddings there and answer one request (first-call costs)."""
-        if self.num_users:
-            self.answer([Request(user_id=str(self.artifact.user_ids[0]))])
+        """Pick the device, move the embeddings there and answer one request (first-call costs):
+        a one-item history, which needs no user index."""
+        if self.num_items:
+            self.answer([Request("history", history=(str(self.item_ids[0]),), top_n=1)])
         logger.info("model on %s: %d users x %d items", self.device, self.num_users, self.num_items)
 
     def recommend(

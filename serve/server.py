@@ -91,6 +91,9 @@ def gunicorn_options(settings: ServingSettings, recommender: Recommender, host: 
         # shutdown by GRACEFUL_TIMEOUT. A booting worker has nothing to drain: let it die.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         torch.set_num_threads(threads)
+        # The user index is built while the worker already answers /ping (a second or more
+        # for a million users); requests that need it wait for it.
+        recommender.index_users_in_background()
         # Worker slot i serves from cuda:(i % GPUs), falls back to the CPU on an allocation
         # failure, and logs its device (mfrec.serve.devices).
         devices.place_worker(recommender, getattr(worker, "mfrec_slot", worker.age - 1))

@@ -193,6 +193,16 @@ def test_from_dir_round_trip_and_warm_up(tmp_path):
     assert list(rec.recommend(["685"], 2)[0].item_ids) == expected(2, 2, [2])[0]
 
 
+def test_the_user_index_is_built_on_first_use_or_in_the_background():
+    rec = Recommender(known_answer(), "cpu")
+    rec.warm_up()  # a history request: needs no user index
+    assert rec._user_index is None
+    rec.index_users_in_background().join(timeout=10)
+    assert rec._user_index == {user_id: idx for idx, user_id in enumerate(USER_IDS)}
+    lazy = Recommender(known_answer(), "cpu")
+    assert list(lazy.recommend(["685"], 2)[0].item_ids) == expected(2, 2, [2])[0]
+
+
 def test_bad_options_raise_config_errors():
     with pytest.raises(ConfigError, match="unknown_user='maybe'; use one of"):
         Recommender(known_answer(), unknown_user="maybe")
