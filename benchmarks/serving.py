@@ -330,7 +330,8 @@ def bench_startup(sizes: list[tuple[int, int]]):
     )
     table.notes.append(
         "includes Python and torch imports, the SHA-256 check of the artifact, the array checks, "
-        "the id dictionaries and the fork of the worker; the arrays are memory-mapped"
+        "the item id dictionary and the fork of the worker; the arrays are memory-mapped and "
+        "the user id dictionary is built after the port opens"
     )
     return [table], results
 
