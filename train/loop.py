@@ -53,9 +53,11 @@ DIVERGENCE_FACTOR = 10.0
 RESTART_DECAY = 0.5
 # Distributed: the whole table's gradient is all-reduced, rather than the touched rows
 # all-gathered, when it takes at most this many times the gathered rows' bytes. Measured with
-# gloo on this machine's loopback (benchmarks/distributed.py): one all-reduce of 0.67 MB took
-# 4.6 ms, the all-gather of a step's 2 × 1,280 rows (0.66 MB) 12 ms.
-DENSE_RATIO = 2.0
+# gloo on this machine's loopback, 2 processes (benchmarks/distributed.py, results
+# distributed-20261203-1508): a step's rows of ML-100K (2 × 1,280 rows, 0.66 MB) took 1.2 ms
+# in one all-gather, the all-reduce of its whole table (0.68 MB) 2.6 ms: the all-reduce pays
+# only for tables under about half the rows' bytes.
+DENSE_RATIO = 0.5
 # Set to 1 to run the step's scoring, loss and optimizer through torch.compile.
 COMPILE_ENV = "MFREC_COMPILE"
 
