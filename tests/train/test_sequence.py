@@ -246,3 +246,13 @@ def test_the_sequence_models_own_defaults_apply_only_when_not_given():
         TrainConfig().embedding_dim == 128
         and resolve_batch_size(TrainConfig(), "cpu").batch_size == 1024
     )
+
+
+@pytest.mark.parametrize("device", [pytest.param("cuda", id="gpu")])
+def test_a_gpu_trained_model_learns_the_task_and_its_artifact_serves_on_the_cpu(device, tmp_path):
+    data = successor_data()
+    config = dataclasses.replace(CONFIG, device=device, num_epochs=20, dropout=0.0)
+    result = train_model(data, config, out=io.StringIO())
+    saved = artifact_io.load(artifact_io.save(result.artifact, tmp_path / "model"))
+    scores = torch.from_numpy(saved.user_embeddings @ saved.item_embeddings.T + saved.item_biases)
+    assert top_next_item_rate(lambda users: scores[users], data, data) == 1.0
