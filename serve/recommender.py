@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from mfrec.serve.ann import AnnSettings, engine
 from mfrec.serve.batching import WAIT_SECONDS, MicroBatcher
 from mfrec.serve.catalog import Catalog
 from mfrec.serve.handlers import HANDLERS
@@ -61,6 +62,9 @@ class Recommender:
     batch_wait_seconds : float
         How long a micro-batch may wait for concurrent requests
         (:class:`~mfrec.serve.batching.MicroBatcher`).
+    ann : AnnSettings or None
+        When ``user`` and ``history`` requests search an approximate index
+        (:mod:`mfrec.serve.ann`); None: from ``MFREC_ANN`` and ``MFREC_ANN_MIN_ITEMS``.
     fold_in_confidence, fold_in_regularization : float
         Weight of a history item, and pull towards the prior (relative to the mean eigenvalue of
         ``V'V``), in :func:`~mfrec.serve.scoring.fold_in`. The defaults (ALS, 40, 0.1) ranked
@@ -81,6 +85,7 @@ class Recommender:
         batch_wait_seconds: float = WAIT_SECONDS,
         fold_in_confidence: float = 40.0,
         fold_in_regularization: float = 0.1,
+        ann: AnnSettings | None = None,
     ) -> None:
         if unknown_user not in UNKNOWN_CHOICES:
             raise ConfigError(f"unknown_user={unknown_user!r}; use one of {UNKNOWN_CHOICES}")
@@ -100,6 +105,7 @@ class Recommender:
             fold_in_regularization,
         )
         self.catalog = Catalog(artifact)
+        self.ann = ann if ann is not None else AnnSettings.from_env()
         self.item_ids = self.catalog.item_ids
         self._user_index: dict[str, int] | None = None  # built on first use (user_index)
         self._user_index_lock = threading.Lock()
@@ -221,5 +227,7 @@ class Recommender:
         """The model's tensors on the recommender's device, built on first use (after a fork)."""
         if self._tensors is None:
             self.device = resolve_device(self.device_spec)
-            self._tensors = ModelTensors(self.artifact, self.device)
+            tensors = ModelTensors(self.artifact, self.device)
+            tensors.by_score = engine(tensors.by_score, self.ann)  # large catalogues: approximate
+            self._tensors = tensors
         return self._tensors
