@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from mfrec.serve.catalog import SCORE_DECIMALS
+from mfrec.serve.exploration import Explorer
 from mfrec.serve.jobs import Handler, Job, job_masks
 from mfrec.serve.probabilities import calibrated
 from mfrec.serve.requests import SIMILARITIES, Recommendation, Request
@@ -21,7 +22,16 @@ if TYPE_CHECKING:
     from mfrec.serve.recommender import Recommender
 
 
-class UserHandler(Handler):
+class Exploring(Handler):
+    """A handler whose answers may mix in cold items (:mod:`mfrec.serve.exploration`;
+    ``MFREC_EXPLORATION_*`` read once, here)."""
+
+    def __init__(self, recommender: Recommender) -> None:
+        super().__init__(recommender)
+        self.explorer = Explorer(recommender.artifact)
+
+
+class UserHandler(Exploring):
     """Items for a known user: its trained vector against all items (:meth:`TopK.search`)."""
 
     excludes_seen_by_default = True
@@ -42,10 +52,11 @@ class UserHandler(Handler):
         masks = job_masks(jobs).plus(excluding[positions], seen)
         rows = tensors.indices(user_idx)
         queries, offsets = tensors.user_embeddings[rows], tensors.user_biases[rows]
-        return self.search(tensors.by_score, queries, jobs, masks, offsets)
+        answers = self.search(tensors.by_score, queries, jobs, masks, offsets)
+        return self.explorer.mix(self, jobs, answers, queries, offsets)
 
 
-class HistoryHandler(Handler):
+class HistoryHandler(Exploring):
     """Items for a fresh history: folded into a user vector (:meth:`ModelTensors.fold_in`)."""
 
     excludes_seen_by_default = True
@@ -70,7 +81,8 @@ class HistoryHandler(Handler):
             rec.fold_in_regularization,
         )
         biases = tensors.user_biases[users.clamp(min=0)] * (users >= 0)
-        return self.search(tensors.by_score, vectors, jobs, job_masks(jobs), biases)
+        answers = self.search(tensors.by_score, vectors, jobs, job_masks(jobs), biases)
+        return self.explorer.mix(self, jobs, answers, vectors, biases)
 
 
 class SimilarItemsHandler(Handler):

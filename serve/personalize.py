@@ -30,8 +30,9 @@ import uuid
 
 import numpy as np
 
-from mfrec.serve import filters
+from mfrec.serve import exploration, filters
 from mfrec.serve.requests import (
+    _PARSERS,
     NO_FILTERS,
     Filters,
     Recommendation,
@@ -55,6 +56,7 @@ PERSONALIZE_FIELDS = (
     "context",
     "recommenderArn",
     "campaignArn",
+    *exploration.PERSONALIZE_FIELDS,  # explorationWeight... (campaign settings, per request)
 )
 #: Fields only Personalize records have (mfrec's own records take the rest too).
 _PERSONALIZE_ONLY = ("inputList", "context", "recommenderArn", "campaignArn")
@@ -132,12 +134,18 @@ def request_from_personalize(obj: dict) -> Request:
     if item_ids is not None and item_id is not None:
         raise RecordError("give inputList (a ranking) or itemId (related items), not both")
     expression = bound_filter(split_filter_fields(obj)[1], user_id, item_id)
+    explore = {
+        exploration.FIELDS[name]: _PARSERS[name](obj[key], key)
+        for key, name in exploration.PERSONALIZE_FIELDS.items()
+        if obj.get(key) is not None
+    }
     return Request.from_fields(
         user_id=user_id,
         item_id=item_id,
         item_ids=item_ids,
         top_n=top_n,
         filters=Filters(expression=expression) if expression is not None else NO_FILTERS,
+        exploration=exploration.Exploration(**explore) if explore else None,
         personalize=True,
     )
 

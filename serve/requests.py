@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mfrec.serve import exploration
+from mfrec.serve.exploration import Exploration
 from mfrec.serve.filters import BoundFilter
 from mfrec.train.config import parse_bool
 
@@ -88,6 +90,7 @@ class Request:
     exclude_seen: bool | None = None
     similarity: str | None = None
     filters: Filters = NO_FILTERS
+    exploration: Exploration | None = None  # overrides of the deployment's (exploration.py)
     personalize: bool = field(default=False, compare=False)  # how to answer, not what
 
     @classmethod
@@ -181,6 +184,8 @@ FIELD_NAMES = {
     "include_items": "include_items",
     "include_attributes": "include_attributes",
     "exclude_attributes": "exclude_attributes",
+    **{name: name for name in exploration.FIELDS},
+    **exploration.PERSONALIZE_FIELDS,
 }
 FILTER_FIELDS = ("exclude_items", "include_items", "include_attributes", "exclude_attributes")
 
@@ -290,6 +295,18 @@ def _attributes(value, name: str) -> AttributeFilter:
     return tuple(parsed)
 
 
+def _record_error(parse: Callable) -> Callable:
+    """``parse`` raising :class:`RecordError` for its ValueError."""
+
+    def parse_field(value, name: str):
+        try:
+            return parse(value, name)
+        except ValueError as exc:
+            raise RecordError(str(exc)) from None
+
+    return parse_field
+
+
 _PARSERS: dict[str, Callable] = {
     "type": _choice(REQUEST_TYPES),
     "user_id": _id,
@@ -303,6 +320,7 @@ _PARSERS: dict[str, Callable] = {
     "include_items": _ids,
     "include_attributes": _attributes,
     "exclude_attributes": _attributes,
+    **{name: _record_error(parse) for name, parse in exploration.PARSERS.items()},
 }
 
 
@@ -329,6 +347,10 @@ def request_from_fields(obj: dict) -> Request:
         if value is not None:
             fields[name] = _PARSERS[name](value, key)
     filters = {name: fields.pop(name) for name in FILTER_FIELDS if name in fields}
+    explore = {
+        attr: fields.pop(name) for name, attr in exploration.FIELDS.items() if name in fields
+    }
+    fields["exploration"] = Exploration(**explore) if explore else None
     if filter_fields:
         ids = fields.get("user_id"), fields.get("item_id")
         filters["expression"] = personalize.bound_filter(filter_fields, *ids)
