@@ -6,7 +6,9 @@ faiss IVF-Flat inner-product index instead of scoring every item. The item bias 
 the inner product (item ``[v, b]`` against query ``[u, 1]``), so the index ranks by the model's
 own score. Filters and exclusions stay exact: the index only proposes candidates,
 over-fetched, which are then masked and re-scored exactly as :class:`~mfrec.serve.scoring.TopK`
-would; a row left with fewer than ``k`` valid candidates is searched exactly instead.
+would; a row left with fewer than ``k`` valid candidates is searched exactly instead. A search
+of ``EXACT_FROM_ROWS`` rows or more (a micro-batch of several requests, a batch transform body)
+is exact too: there one matrix product beats scanning the index row by row.
 
 The index is built when a worker first needs the model's tensors (its warm-up), from the
 embeddings already loaded: nothing is stored in the artifact (no pickle, no second format to
@@ -48,8 +50,13 @@ MIN_ITEMS = 1_000_000
 FETCH_FACTOR = 4
 #: Fewest candidates fetched per row, and the most the banned items may add.
 MIN_FETCH, MAX_FETCH = 100, 4096
-#: Inverted lists probed per query, of ``4 sqrt(num_items)``; measured in benchmarks/NOTES.md.
-NPROBE = 64
+#: Share of the inverted lists probed per query, and the fewest probed (all of them when there
+#: are fewer): recall@25 >= 0.95 on structureless embeddings (benchmarks/NOTES.md).
+PROBED_SHARE, MIN_PROBED = 1 / 8, 64
+#: Searches of this many query rows or more are exact: one matrix product reads the item vectors
+#: once for all rows, while IVF scans its lists per row (1M items: a lone query 365 ms exact
+#: against 61 ms, but 39 ms per query exact in a batch of 200 against 68; benchmarks/NOTES.md).
+EXACT_FROM_ROWS = 6
 #: Candidate vectors gathered for exact re-scoring at once (64 MiB of float32 at most).
 GATHERED_PER_CHUNK = 1 << 24
 INSTALL = "pip install 'mfrec[ann]'"
@@ -115,13 +122,15 @@ class ApproximateTopK:
     def __init__(self, exact: TopK, index) -> None:
         self.exact, self.index = exact, index
         self.keys, self.num_items = exact.keys, exact.num_items
-        self.exact_rows = 0  # rows answered by the exact engine (fallbacks), for tests and logs
+        self.exact_from_rows = EXACT_FROM_ROWS
+        self.exact_rows = 0  # rows answered by the exact engine, for tests and logs
 
     @classmethod
-    def build(cls, exact: TopK, nlist: int | None = None, nprobe: int = NPROBE):
-        """Train and fill the index: ``nlist`` (default ``4 sqrt(num_items)``, at most one per
-        64 items, so that a small catalogue is one list searched whole) k-means lists
-        trained on at most 64 vectors per list, ``nprobe`` of them searched per query."""
+    def build(cls, exact: TopK, nlist: int | None = None, nprobe: int | None = None):
+        """Train and fill the index: ``nlist`` k-means lists (default ``4 sqrt(num_items)``, at
+        most one per 64 items) trained on at most 64 vectors per list; ``nprobe`` of them
+        searched per query (default ``PROBED_SHARE`` of them, at least ``MIN_PROBED``: a
+        catalogue of a few thousand items is searched whole)."""
         import faiss
 
         started = time.perf_counter()
@@ -135,7 +144,7 @@ class ApproximateTopK:
         sample = np.random.default_rng(0).permutation(len(vectors))[: 64 * nlist]
         index.train(vectors[np.sort(sample)])
         index.add(vectors)
-        index.nprobe = min(nprobe, nlist)
+        index.nprobe = min(nprobe or max(MIN_PROBED, int(np.ceil(nlist * PROBED_SHARE))), nlist)
         logger.info(
             "approximate search: IVF index of %d items, %d lists, nprobe %d, built in %.1f s",
             len(vectors),
@@ -149,13 +158,17 @@ class ApproximateTopK:
         self, queries: torch.Tensor, k: int, masks: Masks, offsets: torch.Tensor | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`TopK.search`: item indices (n, k) and scores (n, k), ``-inf`` where masked;
-        in chunks of rows whose candidates' vectors fit ``GATHERED_PER_CHUNK``.
+        in chunks of rows whose candidates' vectors fit ``GATHERED_PER_CHUNK``. A search of
+        ``exact_from_rows`` rows or more (a batch) is exact.
 
         Each row fetches ``max(MIN_FETCH, FETCH_FACTOR k)`` candidates plus the most items any
         row bans (at most ``MAX_FETCH`` more), sorted by item index so that ties rank the lower
         index first, as exact search does. Rows with fewer than ``k`` valid candidates after
         the masks are searched exactly.
         """
+        if len(queries) >= self.exact_from_rows:
+            self.exact_rows += len(queries)
+            return self.exact.search(queries, k, masks, offsets)
         k = min(k, self.num_items)
         item_idx = np.empty((len(queries), k), dtype=np.int64)
         scores = np.empty((len(queries), k), dtype=np.float64)

@@ -25,7 +25,8 @@ ON, OFF = AnnSettings("on"), AnnSettings("off")
 
 
 def _random_model(num_users=12, num_items=2000, dim=16, seen=5) -> ModelArtifact:
-    """Random float32 factors (no ties); 2,000 items make 31 IVF lists, all probed."""
+    """Random float32 factors (no ties); 2,000 items make 31 IVF lists, all probed (at least
+    MIN_PROBED are)."""
     rng = np.random.default_rng(3)
     return ModelArtifact(
         rng.standard_normal((num_users, dim), dtype=np.float32),
@@ -42,15 +43,16 @@ def _random_model(num_users=12, num_items=2000, dim=16, seen=5) -> ModelArtifact
 
 def _pair(model: ModelArtifact) -> tuple[Recommender, Recommender]:
     approximate, exact = (Recommender(model, "cpu", ann=s) for s in (ON, OFF))
-    assert isinstance(approximate.tensors.by_score, ApproximateTopK)
+    index = approximate.tensors.by_score.index
+    assert index.nprobe == index.nlist  # exhaustive: recall must be 1
     assert isinstance(exact.tensors.by_score, TopK)
     return approximate, exact
 
 
 def _same(approximate: Recommender, exact: Recommender, requests: list[Request]) -> None:
-    for request, got, want in zip(
-        requests, approximate.answer(requests), exact.answer(requests), strict=True
-    ):
+    """Each request alone (a batch of EXACT_FROM_ROWS rows or more would be searched exactly)."""
+    alone = [approximate.answer([request])[0] for request in requests]
+    for request, got, want in zip(requests, alone, exact.answer(requests), strict=True):
         assert got.error is None and want.error is None, request
         assert got.item_ids.tolist() == want.item_ids.tolist(), request
         np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6, atol=2e-6)
@@ -104,6 +106,18 @@ def test_rows_whose_candidates_run_short_are_searched_exactly():
     requests.append(Request("user", "u2", top_n=5))
     _same(approximate, exact, requests)
     assert approximate.tensors.by_score.exact_rows == 1  # the filtered row only
+
+
+@needs_faiss
+def test_a_batch_of_many_rows_is_searched_exactly():
+    approximate, exact = _pair(_random_model())
+    engine = approximate.tensors.by_score
+    requests = [Request("user", f"u{k}", top_n=10) for k in range(ann.EXACT_FROM_ROWS)]
+    got, want = approximate.answer(requests), exact.answer(requests)
+    assert engine.exact_rows == ann.EXACT_FROM_ROWS
+    assert [g.item_ids.tolist() for g in got] == [w.item_ids.tolist() for w in want]
+    approximate.answer(requests[:-1])  # one row fewer: the index
+    assert engine.exact_rows == ann.EXACT_FROM_ROWS
 
 
 @needs_faiss
