@@ -33,16 +33,18 @@ DIM = 128
 CLUSTERS = 1024
 
 
-def synthetic(num_items: int, num_queries: int, seed: int = 0):
+def synthetic(
+    num_items: int, num_queries: int, seed: int = 0, clusters: int = CLUSTERS, noise: float = 0.8
+):
     """Item vectors with their bias as a last column, and query vectors with a last 1."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((CLUSTERS, DIM), dtype=np.float32)
-    items = centres[rng.integers(0, CLUSTERS, num_items)]
-    items += 0.8 * rng.standard_normal((num_items, DIM), dtype=np.float32)
+    centres = rng.standard_normal((clusters, DIM), dtype=np.float32)
+    items = centres[rng.integers(0, clusters, num_items)]
+    items += noise * rng.standard_normal((num_items, DIM), dtype=np.float32)
     items *= 0.1
     bias = 0.05 * rng.standard_normal((num_items, 1), dtype=np.float32)
-    users = centres[rng.integers(0, CLUSTERS, num_queries)]
-    users += 0.8 * rng.standard_normal((num_queries, DIM), dtype=np.float32)
+    users = centres[rng.integers(0, clusters, num_queries)]
+    users += noise * rng.standard_normal((num_queries, DIM), dtype=np.float32)
     users *= 0.1
     ones = np.ones((num_queries, 1), np.float32)
     return np.hstack([items, bias]), np.hstack([users, ones])
@@ -65,7 +67,12 @@ def trained_like(num_items: int, num_queries: int, seed: int = 0):
     return np.hstack([0.1 * items, 0.1 * bias[:, None]]), np.hstack([users, ones])
 
 
-DATA = {"clustered": synthetic, "trained-like": trained_like}
+DATA = {
+    "clustered": synthetic,
+    # 4,096 centres and noise equal to their scale: nearly isotropic, no structure at all
+    "isotropic": lambda n, q: synthetic(n, q, clusters=4096, noise=1.0),
+    "trained-like": trained_like,
+}
 
 
 def exact(items: np.ndarray, queries: np.ndarray) -> np.ndarray:
