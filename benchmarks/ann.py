@@ -13,8 +13,12 @@ server does).
 
     PYTHONPATH=/path/to/faiss+hnswlib python -m benchmarks.ann --items 200000
     python -m benchmarks.ann --items 1000000 --indexes faiss-ivf   # faiss IVF only
+    python -m benchmarks.ann --data trained-like        # or isotropic (see DATA)
+    python -m benchmarks.ann --model-dir model/ --indexes mfrec   # your model, mfrec's path
 
-Neither library is a dependency of mfrec; install ``faiss-cpu`` and ``hnswlib`` to run this.
+``mfrec`` is the serving path (mfrec.serve.ann: IVF candidates re-scored exactly; nprobe 250,
+500, 800 are 1/16, 1/8, 1/5 of the lists at 1M items). faiss-cpu is mfrec's ``ann`` extra;
+hnswlib is not a dependency of mfrec: install it to compare.
 """
 
 from __future__ import annotations
@@ -73,6 +77,16 @@ DATA = {
     "isotropic": lambda n, q: synthetic(n, q, clusters=4096, noise=1.0),
     "trained-like": trained_like,
 }
+
+
+def from_model(model_dir: str, num_queries: int):
+    """A model's item vectors with their bias, and its first users' vectors with a last 1."""
+    from mfrec.train.artifact import load
+
+    model = load(model_dir)
+    items = np.hstack([model.item_embeddings, model.item_biases[:, None]]).astype(np.float32)
+    users = np.asarray(model.user_embeddings[:num_queries], dtype=np.float32)
+    return np.ascontiguousarray(items), np.hstack([users, np.ones((len(users), 1), np.float32)])
 
 
 def exact(items: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -172,12 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--indexes", default=",".join(INDEXES), help=",".join(INDEXES))
     parser.add_argument("--data", choices=list(DATA), default="clustered")
+    parser.add_argument("--model-dir", help="a trained model folder instead of --data/--items")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out-dir", help="results folder (default benchmarks/results)")
     args = parser.parse_args(argv)
     set_threads(args.threads)
     header = run_header("ann", "benchmarks.ann", argv)
-    items, queries = DATA[args.data](args.items, args.queries)
+    if args.model_dir:  # a trained model's own embeddings, its first users as queries
+        items, queries = from_model(args.model_dir, args.queries)
+        args.items, args.data = len(items), f"{args.model_dir}'s"
+    else:
+        items, queries = DATA[args.data](args.items, args.queries)
     one, batch, truth = timed(lambda q: exact(items, q), queries)
     table = Table(
         f"Top {K} of {args.items:,} {args.data} items x {DIM} dims (+ bias), "
