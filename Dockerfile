@@ -59,9 +59,15 @@ ENV NVIDIA_VISIBLE_DEVICES=all \
 RUN pip install --no-cache-dir "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
 
 # Install the wheel (not loose files) with its dependencies from PyPI; the wheel is mounted from
-# the builder stage for this step only, so no copy of it stays in the image.
+# the builder stage for this step only, so no copy of it stays in the image. With the serving
+# extras: SigV4 checks (auth, MFREC_AUTH_KEYS), the events store on Redis (redis,
+# MFREC_EVENTS_DB=redis://...) and the approximate index for catalogues of 1M+ items (ann).
+# (DL3013 asks for pinned versions: the package is the local wheel, its extras pinned by ranges.)
+# hadolint ignore=DL3013
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir /wheels/mfrec-*.whl
+    for wheel in /wheels/mfrec-*.whl; do \
+        pip install --no-cache-dir "${wheel}[auth,redis,ann]"; \
+    done
 
 # SageMaker mounts /opt/ml at run time: nothing of the image lives there.
 EXPOSE 8080
