@@ -46,6 +46,7 @@ _AUTO = (
     "unobserved_weight",
     "regularization",
     "batch_size",
+    "embedding_dim",  # by the model (DEFAULT_EMBEDDING_DIM), in __post_init__
 )
 BOOLEAN_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 IGNORED_PREFIXES = ("_", "sagemaker_")  # tuning jobs and AWS's toolkits add such keys
@@ -299,7 +300,7 @@ def _one_of(options: Iterable[str]) -> Callable:
 
 
 _RULES: dict[str, tuple[Callable, str]] = {
-    "embedding_dim": (_between(1, 4096), "integers 1 to 4096"),
+    "embedding_dim": (_between(1, 4096), "auto or integers 1 to 4096"),
     "num_epochs": (_between(1, 100_000), "integers 1 to 100000"),
     "batch_size": (_between(1, 1 << 24), "auto or integers 1 to 16777216"),
     "learning_rate": (_between(0, 10, open_low=True), "numbers > 0 and <= 10"),
