@@ -102,11 +102,6 @@ def installed() -> bool:
     return importlib.util.find_spec("faiss") is not None
 
 
-def engine(exact: TopK, settings: AnnSettings) -> TopK | ApproximateTopK:
-    """``exact`` itself, or an :class:`ApproximateTopK` over it when ``settings`` want one."""
-    return ApproximateTopK.build(exact) if settings.wanted(exact.num_items) else exact
-
-
 class ApproximateTopK:
     """:class:`TopK`'s :meth:`search` through a faiss IVF-Flat inner-product index.
 

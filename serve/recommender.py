@@ -20,12 +20,13 @@ import functools
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from mfrec.serve.ann import AnnSettings, engine
+from mfrec.serve.ann import AnnSettings, ApproximateTopK
 from mfrec.serve.batching import WAIT_SECONDS, MicroBatcher
 from mfrec.serve.catalog import Catalog
 from mfrec.serve.handlers import HANDLERS
@@ -113,6 +114,9 @@ class Recommender:
         # Concurrent calls of answer() (a worker's threads) are answered together.
         self._batcher = MicroBatcher(self.answer_together, wait_seconds=batch_wait_seconds)
         self._tensors: ModelTensors | None = None
+        # A server's worker builds the approximate index on a thread (exact search until it is
+        # ready): a million items take minutes, more than gunicorn's boot timeout.
+        self.index_in_background = False
         self.device: torch.device | None = None
 
     @classmethod
@@ -228,6 +232,28 @@ class Recommender:
         if self._tensors is None:
             self.device = resolve_device(self.device_spec)
             tensors = ModelTensors(self.artifact, self.device)
-            tensors.by_score = engine(tensors.by_score, self.ann)  # large catalogues: approximate
+            if self.ann.wanted(tensors.by_score.num_items):  # large catalogues: approximate
+                if self.index_in_background:
+                    threading.Thread(
+                        target=_swap_in_index, args=(tensors,), name="ann-index", daemon=True
+                    ).start()
+                else:
+                    tensors.by_score = ApproximateTopK.build(tensors.by_score)
             self._tensors = tensors
         return self._tensors
+
+
+def _swap_in_index(tensors: ModelTensors) -> None:
+    """Build the approximate index over ``tensors``' exact search and put it in its place;
+    requests meanwhile search exactly, and keep doing so if the build fails."""
+    started = time.perf_counter()
+    try:
+        tensors.by_score = ApproximateTopK.build(tensors.by_score)
+    except Exception as exc:  # noqa: BLE001 - a failed index must not take the worker down
+        logger.error("approximate index not built (%s); searching exactly", exc)
+        return
+    logger.info(
+        "approximate index ready after %.1f s (pid %d); searched exactly until then",
+        time.perf_counter() - started,
+        os.getpid(),
+    )

@@ -94,6 +94,7 @@ def gunicorn_options(settings: ServingSettings, recommender: Recommender, host: 
         # The user index is built while the worker already answers /ping (a second or more
         # for a million users); requests that need it wait for it.
         recommender.index_users_in_background()
+        recommender.index_in_background = True  # the approximate index too, if one is wanted
         # Worker slot i serves from cuda:(i % GPUs), falls back to the CPU on an allocation
         # failure, and logs its device (mfrec.serve.devices).
         devices.place_worker(recommender, getattr(worker, "mfrec_slot", worker.age - 1))

@@ -5,6 +5,7 @@ whose candidates run short are answered exactly; the settings and their errors."
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import pytest
@@ -176,3 +177,17 @@ def test_exact_search_is_kept_with_one_line_saying_why(
         assert isinstance(rec.tensors.by_score, TopK)
     messages = [r.getMessage() for r in caplog.records if r.name == "mfrec.serve.ann"]
     assert messages == ([line] if line else [])
+
+
+@needs_faiss
+def test_a_server_worker_builds_the_index_on_a_thread_and_searches_exactly_until_then():
+    model = _random_model()
+    approximate, exact = Recommender(model, "cpu", ann=ON), Recommender(model, "cpu", ann=OFF)
+    approximate.index_in_background = True  # as gunicorn's post_fork sets it
+    tensors = approximate.tensors  # returns at once, the index still building or built
+    assert isinstance(tensors.by_score, TopK | ApproximateTopK)
+    for thread in threading.enumerate():
+        if thread.name == "ann-index":
+            thread.join(timeout=120)
+    assert isinstance(approximate.tensors.by_score, ApproximateTopK)
+    _same(approximate, exact, [Request("user", user_id=f"u{k}", top_n=10) for k in range(3)])
