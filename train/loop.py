@@ -383,21 +383,13 @@ class Trainer:
         return touched, dense.index_select(0, touched)[:, :-1]
 
     def _check_diverged(self, mean_loss: float) -> None:
-        finite = math.isfinite(mean_loss) and all(
-            bool(torch.isfinite(p).all()) for p in self.model.parameters()
-        )
-        limit = DIVERGENCE_FACTOR * self.untrained_loss
-        if finite and mean_loss <= limit:
-            return
-        why = (
-            f"the loss is {mean_loss:.4g}, over {DIVERGENCE_FACTOR:g} times an untrained "
-            f"model's {self.untrained_loss:.4g}"
-            if finite
-            else f"the loss or the weights became NaN or infinite (loss {mean_loss})"
-        )
-        raise TrainingDivergedError(
-            f"training diverged in epoch {self.epoch}: {why}; lower learning_rate (now "
-            f"{self.config.learning_rate}) or raise l2 (now {self.config.l2})"
+        check_diverged(
+            self.model,
+            mean_loss,
+            self.untrained_loss,
+            self.epoch,
+            f"lower learning_rate (now {self.config.learning_rate}) or raise l2 (now "
+            f"{self.config.l2})",
         )
 
     def state_dict(self) -> dict:
@@ -428,3 +420,21 @@ class Trainer:
         self.sample_generator.set_state(state["sample_generator"])
         self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
         self.loss_sum.copy_(state["loss_sum"])
+
+
+def check_diverged(model, mean_loss: float, untrained_loss: float, epoch: int, advice: str):
+    """Raise :class:`TrainingDivergedError` (ending in ``advice``) when the epoch's mean loss
+    or ``model``'s weights are not finite, or the loss is over :data:`DIVERGENCE_FACTOR` times
+    an untrained model's; shared by the SGD and the sequence trainers."""
+    finite = math.isfinite(mean_loss) and all(
+        bool(torch.isfinite(p).all()) for p in model.parameters()
+    )
+    if finite and mean_loss <= DIVERGENCE_FACTOR * untrained_loss:
+        return
+    why = (
+        f"the loss is {mean_loss:.4g}, over {DIVERGENCE_FACTOR:g} times an untrained "
+        f"model's {untrained_loss:.4g}"
+        if finite
+        else f"the loss or the weights became NaN or infinite (loss {mean_loss})"
+    )
+    raise TrainingDivergedError(f"training diverged in epoch {epoch}: {why}; {advice}")

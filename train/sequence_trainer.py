@@ -31,9 +31,8 @@ import numpy as np
 import torch
 
 from mfrec.train.config import TrainConfig, resolve_batch_size
-from mfrec.train.errors import TrainingDivergedError
 from mfrec.train.interactions import Interactions
-from mfrec.train.loop import DIVERGENCE_FACTOR, Trainer
+from mfrec.train.loop import Trainer, check_diverged
 from mfrec.train.losses import sampled_softmax_loss
 from mfrec.train.recency import training_weights
 from mfrec.train.sampling import NegativeSampler
@@ -180,21 +179,13 @@ class SequenceTrainer:
         )
 
     def _check_diverged(self, mean_loss: float) -> None:
-        finite = math.isfinite(mean_loss) and all(
-            bool(torch.isfinite(p).all()) for p in self.model.parameters()
-        )
-        limit = DIVERGENCE_FACTOR * self.untrained_loss
-        if finite and mean_loss <= limit:
-            return
-        why = (
-            f"the loss is {mean_loss:.4g}, over {DIVERGENCE_FACTOR:g} times an untrained "
-            f"model's {self.untrained_loss:.4g}"
-            if finite
-            else f"the loss or the weights became NaN or infinite (loss {mean_loss})"
-        )
-        raise TrainingDivergedError(
-            f"training diverged in epoch {self.epoch}: {why}; lower learning_rate (now "
-            f"{self.config.learning_rate}) or raise dropout (now {self.config.dropout})"
+        check_diverged(
+            self.model,
+            mean_loss,
+            self.untrained_loss,
+            self.epoch,
+            f"lower learning_rate (now {self.config.learning_rate}) or raise dropout (now "
+            f"{self.config.dropout})",
         )
 
     def state_dict(self) -> dict:
