@@ -1,4 +1,4 @@
-"""The known-answer model shared by the serving tests (not a test module).
+"""The known-answer model (and a random one) shared by the serving tests (not a test module).
 
 User ``u`` ranks items by ``|u - i|``, ties to the smaller ``i`` (score ``2ui - i^2 - i/2n``,
 exact in float32); user ``u`` has seen item ``u``; item ``i``'s popularity is ``num_items - i``.
@@ -28,4 +28,21 @@ def known_answer() -> ModelArtifact:
         (NUM_ITEMS - i).astype(np.float32),
         np.arange(len(u) + 1),
         np.arange(len(u)),
+    )
+
+
+def random_model(seed: int, num_users: int, num_items: int, dim: int = 16, seen: int = 5):
+    """A seeded model of random float32 factors and biases (no ties), ids ``u<k>`` and
+    ``i<k>``, random popularity, and ``seen`` random seen items per user."""
+    rng = np.random.default_rng(seed)
+    return ModelArtifact(
+        rng.standard_normal((num_users, dim), dtype=np.float32),
+        rng.standard_normal((num_items, dim), dtype=np.float32),
+        rng.standard_normal(num_users, dtype=np.float32),
+        rng.standard_normal(num_items, dtype=np.float32),
+        np.array([f"u{k}" for k in range(num_users)]),
+        np.array([f"i{k}" for k in range(num_items)]),
+        rng.integers(1, 100, num_items).astype(np.float32),
+        np.arange(num_users + 1) * seen,
+        rng.integers(0, num_items, num_users * seen),
     )

@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 import pytest
-from known_answer import USER_IDS, known_answer
+from known_answer import USER_IDS, known_answer, random_model
 
 from mfrec.serve import ann
 from mfrec.serve.ann import AnnSettings, ApproximateTopK
@@ -25,21 +25,10 @@ needs_faiss = pytest.mark.skipif(
 ON, OFF = AnnSettings("on"), AnnSettings("off")
 
 
-def _random_model(num_users=12, num_items=2000, dim=16, seen=5) -> ModelArtifact:
+def _random_model(num_users=12, num_items=2000) -> ModelArtifact:
     """Random float32 factors (no ties); 2,000 items make 31 IVF lists, all probed (at least
     MIN_PROBED are)."""
-    rng = np.random.default_rng(3)
-    return ModelArtifact(
-        rng.standard_normal((num_users, dim), dtype=np.float32),
-        rng.standard_normal((num_items, dim), dtype=np.float32),
-        rng.standard_normal(num_users, dtype=np.float32),
-        rng.standard_normal(num_items, dtype=np.float32),
-        np.array([f"u{k}" for k in range(num_users)]),
-        np.array([f"i{k}" for k in range(num_items)]),
-        rng.integers(1, 100, num_items).astype(np.float32),
-        np.arange(num_users + 1) * seen,
-        rng.integers(0, num_items, num_users * seen),
-    )
+    return random_model(3, num_users, num_items)
 
 
 def _pair(model: ModelArtifact) -> tuple[Recommender, Recommender]:

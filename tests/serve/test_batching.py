@@ -8,12 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from known_answer import NUM_ITEMS, USER_IDS, known_answer
+from known_answer import NUM_ITEMS, USER_IDS, known_answer, random_model
 
 from mfrec.serve.batching import MicroBatcher
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.requests import Request
-from mfrec.train.artifact import ModelArtifact
 
 
 class GatedAnswer:
@@ -139,19 +138,8 @@ def test_micro_batched_answers_equal_one_at_a_time_answers_exactly():
 def test_micro_batched_answers_match_on_a_random_model():
     """Random float32 scores: the same items; scores equal up to float32 and 6-decimal
     rounding (BLAS may round a dot product differently for 1-3 rows than for more)."""
-    rng = np.random.default_rng(7)
-    num_users, num_items, dim = 20, 300, 16
-    model = ModelArtifact(
-        rng.standard_normal((num_users, dim), dtype=np.float32),
-        rng.standard_normal((num_items, dim), dtype=np.float32),
-        rng.standard_normal(num_users, dtype=np.float32),
-        rng.standard_normal(num_items, dtype=np.float32),
-        np.array([f"u{k}" for k in range(num_users)]),
-        np.array([f"i{k}" for k in range(num_items)]),
-        rng.integers(1, 100, num_items).astype(np.float32),
-        np.arange(num_users + 1) * 5,
-        rng.integers(0, num_items, num_users * 5),
-    )
+    num_users = 20
+    model = random_model(7, num_users, num_items=300)
     rec = Recommender(model, "cpu", batch_wait_seconds=0.005)
     requests = _mixed_requests([f"u{k}" for k in range(num_users)], [f"i{k}" for k in range(9)])
     alone = _flat(rec.answer_together([r])[0] for r in requests)

@@ -67,7 +67,11 @@ def test_unknown_key_message_includes_ignored_names():
         ("learning_rate", "0", r"learning_rate=0.0 is out of range; allowed: numbers > 0"),
         ("learning_rate", "fast", r"learning_rate='fast' is not a number"),
         ("embedding_dim", "12.5", r"embedding_dim='12.5' is not a whole number"),
-        ("embedding_dim", "0", r"embedding_dim=0 is out of range; allowed: auto or integers 1 to 4096"),
+        (
+            "embedding_dim",
+            "0",
+            r"embedding_dim=0 is out of range; allowed: auto or integers 1 to 4096",
+        ),
         ("loss", "warp", r"loss='warp' is out of range; allowed: softmax, bpr, hinge"),
         ("negative_sampling", "zipf", r"allowed: uniform, popularity"),
         ("user_bias", "maybe", r"user_bias='maybe' is not a boolean; use true or false"),
