@@ -25,7 +25,6 @@ import numpy as np
 
 from mfrec.train.artifact import ATTRIBUTE_PREFIX, TRENDING
 from mfrec.train.errors import ConfigError
-from mfrec.train.ingest.items import read_item_attributes
 from mfrec.train.interactions import Interactions
 
 logger = logging.getLogger(__name__)
@@ -111,6 +110,10 @@ def item_extras(
     if times is not None:
         extras[SEEN_TIMESTAMPS] = times
     if items is not None:
+        # Here, not at the top: the server imports this module for its names, and the reader
+        # would bring the whole import package (pandas, pyarrow: 0.44 s) into its start-up.
+        from mfrec.train.ingest.items import read_item_attributes
+
         attributes = read_item_attributes(items, interactions.item_ids)
         extras.update({ATTRIBUTE_PREFIX + name: v for name, v in attributes.items()})
     return extras
