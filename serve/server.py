@@ -10,9 +10,11 @@
   ``SAGEMAKER_MODEL_SERVER_TIMEOUT``/``MODEL_SERVER_TIMEOUT`` (see :mod:`mfrec.serve.app`).
 - Workers are ``gthread`` workers with :data:`THREADS_PER_WORKER` threads: a ``/ping`` is
   answered while a long batch request is being scored (torch releases the GIL while it computes)
-  and while slow clients trickle their bodies (each holds one thread; gunicorn waits for a
-  request's first bytes without one) and a body must arrive within ``MFREC_BODY_TIMEOUT``
-  seconds plus one per 64 kB (:mod:`mfrec.serve.bodies`, else 408). The app computes at most
+  and while slow clients trickle their requests. :class:`mfrec.serve.workers.HeadFirstWorker`
+  reads a request's head and its first 64 kB in the worker's event loop, so a connection holds
+  no thread until that has arrived; the head must be complete within ``MFREC_HEADER_TIMEOUT``
+  seconds of its first byte and a body must arrive within ``MFREC_BODY_TIMEOUT`` seconds plus
+  one per 64 kB (:mod:`mfrec.serve.bodies`), else 408. The app computes at most
   ``CONCURRENT_ANSWERS`` large answers at a time per worker, which bounds memory whatever the
   thread count; small ones are micro-batched (:mod:`mfrec.serve.batching`). Their ``timeout`` is a
   heartbeat of the worker's main loop, not a limit per request: a 100 MB batch body that takes
@@ -54,12 +56,15 @@ from mfrec.serve.settings import ServingSettings
 logger = logging.getLogger(__name__)
 
 GRACEFUL_TIMEOUT = 20  # seconds to finish in-flight requests after SIGTERM (< SageMaker's 30)
-# A connection holds a thread while it sends its request: enough threads that slow clients
-# cannot hold them all (docs/serving.md, "Slow clients"), each held for at most the body
-# deadline (mfrec.serve.bodies); the app computes at most mfrec.serve.app.CONCURRENT_ANSWERS
-# large answers at a time whatever this is, and idle threads cost little memory.
+# A connection holds a thread only once its head and first 64 kB have come (WORKER_CLASS), and
+# then for at most the body deadline (mfrec.serve.bodies): enough threads for many large bodies
+# at once (docs/serving.md, "Slow clients"); the app computes at most
+# mfrec.serve.app.CONCURRENT_ANSWERS large answers at a time whatever this is, and idle threads
+# cost little memory.
 THREADS_PER_WORKER = 128
 KEEPALIVE = 20  # seconds; SageMaker's front end and `mfrec transform` reuse connections
+# gunicorn's gthread worker, reading requests in its event loop before a thread takes them.
+WORKER_CLASS = "mfrec.serve.workers.HeadFirstWorker"
 
 
 class _Gunicorn(BaseApplication):
@@ -91,6 +96,10 @@ def gunicorn_options(settings: ServingSettings, recommender: Recommender, host: 
         # shutdown by GRACEFUL_TIMEOUT. A booting worker has nothing to drain: let it die.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         torch.set_num_threads(threads)
+        # Deadlines of requests read in the worker's event loop (mfrec.serve.workers).
+        worker.header_timeout = settings.header_timeout
+        worker.body_grace = settings.body_timeout
+        worker.max_body_bytes = settings.max_payload_mb * 2**20
         # The user index is built while the worker already answers /ping (a second or more
         # for a million users); requests that need it wait for it.
         recommender.index_users_in_background()
@@ -102,7 +111,7 @@ def gunicorn_options(settings: ServingSettings, recommender: Recommender, host: 
     options = {
         "bind": f"{host}:{settings.port}",
         "workers": settings.workers,
-        "worker_class": "gthread",
+        "worker_class": WORKER_CLASS,
         "threads": THREADS_PER_WORKER,
         "timeout": settings.timeout,
         "graceful_timeout": GRACEFUL_TIMEOUT,

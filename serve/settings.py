@@ -15,6 +15,8 @@ variable                                   default       meaning
 ``MFREC_FOLD_IN``                          ``als``       ``als`` or ``mean``: fresh histories
 ``MFREC_BODY_TIMEOUT``                     ``10``        seconds a body may take, plus one
                                                          per 64 kB received (else 408)
+``MFREC_HEADER_TIMEOUT``                   ``10``        seconds from a request's first byte
+                                                         to the end of its headers (else 408)
 ``MFREC_TORCH_THREADS``                    CPUs/workers  torch threads per worker
 ``MFREC_BATCH_WAIT_MS``                    ``2``         longest wait of a micro-batch for
                                                          concurrent requests (0: none)
@@ -107,6 +109,7 @@ class ServingSettings:
     batch_wait_ms: int = 2
     torch_threads: int | None = None
     body_timeout: int = 10
+    header_timeout: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
@@ -128,6 +131,7 @@ class ServingSettings:
             max_response_mb=_env_int(env, ("MFREC_MAX_RESPONSE_MB",), 100, 1, 4096),
             batch_wait_ms=_env_int(env, ("MFREC_BATCH_WAIT_MS",), 2, 0, 1000),
             body_timeout=_env_int(env, ("MFREC_BODY_TIMEOUT",), 10, 1, 3600),
+            header_timeout=_env_int(env, ("MFREC_HEADER_TIMEOUT",), 10, 1, 3600),
             torch_threads=_env_int(env, ("MFREC_TORCH_THREADS",), 0, 0, 1024) or None,
             device=_env(env, "MFREC_DEVICE") or "auto",
             fold_in=_choice(env, "MFREC_FOLD_IN", FOLD_IN_METHODS, "als"),
