@@ -127,22 +127,29 @@ class HeadFirstWorker(ThreadWorker):
             waiting.started = time.monotonic()
             if self._advance(waiting):
                 return
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, waiting))
+        # A kept-alive connection comes here readable, and a new one often: read at once (a
+        # turn of the loop less per request).
+        if not self._read(waiting):
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, waiting))
 
     def _readable(self, waiting: _Waiting, sock) -> None:
+        self._read(waiting)
+
+    def _read(self, waiting: _Waiting) -> bool:
+        """Read what has come; True when ``waiting`` left the loop."""
         try:  # never more than STAGE_BYTES + 1 in all: len(data) <= STAGE_BYTES here
-            chunk = sock.recv(STAGE_BYTES + 1 - len(waiting.data))
+            chunk = waiting.conn.sock.recv(STAGE_BYTES + 1 - len(waiting.data))
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             chunk = b""
         if not chunk:  # the client has gone
             self._close(waiting)
-            return
+            return True
         if waiting.started is None:
             waiting.started = time.monotonic()
         waiting.data += chunk
-        self._advance(waiting)
+        return self._advance(waiting)
 
     def _advance(self, waiting: _Waiting) -> bool:
         """Hand ``waiting`` on, or refuse it, if its bytes allow; True when it left the loop."""

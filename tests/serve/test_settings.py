@@ -43,6 +43,8 @@ def test_settings_from_environment_variables():
         }
     )
     assert (both.workers, both.timeout, both.batch, both.exclude_seen) == (2, 30, False, True)
+    assert (default.header_timeout, default.body_timeout) == (10, 10)
+    assert ServingSettings.from_env({"MFREC_HEADER_TIMEOUT": "3"}).header_timeout == 3
 
 
 @pytest.mark.parametrize(
@@ -55,6 +57,8 @@ def test_settings_from_environment_variables():
         ({"SAGEMAKER_BATCH_STRATEGY": "ALL"}, "use MULTI_RECORD or SINGLE_RECORD"),
         ({"MFREC_DEFAULT_TOP_N": "0"}, "MFREC_DEFAULT_TOP_N='0' must be an integer from 1"),
         ({"MFREC_FOLD_IN": "median"}, "MFREC_FOLD_IN='median'; use one of als, mean"),
+        ({"MFREC_HEADER_TIMEOUT": "0"}, "MFREC_HEADER_TIMEOUT='0' must be an integer from 1 to"),
+        ({"MFREC_HEADER_TIMEOUT": "5s"}, "MFREC_HEADER_TIMEOUT='5s' must be an integer from 1"),
     ],
 )
 def test_bad_environment_variables_are_config_errors(env, message):

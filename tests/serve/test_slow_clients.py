@@ -1,12 +1,16 @@
 """Slow clients through a real ``mfrec serve`` (gunicorn, 2 workers; issue 17, item 4): /ping
-answers within 2 s while 64 clients trickle their bodies, a body that falls behind the minimum
-rate gets 408 and its connection is closed, and a normal body is unaffected. Every wait is
-bounded: the tricklers stop when the test ends, the deadline is 2 s here."""
+answers within 2 s while 64 clients trickle their bodies or 300 (more than the workers'
+threads) trickle their headers; a body that falls behind the minimum rate, or a head not
+complete within the header deadline, gets 408 and its connection is closed; normal, kept-alive,
+pipelined, chunked and 100-continue requests and a head that arrives slowly but in time are
+unaffected. Every wait is bounded: the tricklers stop when the test ends, the deadlines are 2 s
+here."""
 
 from __future__ import annotations
 
 import http.client
 import io
+import signal
 import socket
 import threading
 import time
@@ -19,13 +23,20 @@ from mfrec.serve.bodies import BodyDeadline, Watchdog
 from mfrec.train.artifact import save
 
 GRACE_SECONDS = 2
+HEADER_SECONDS = 2
+HEADER_TRICKLERS = 300  # more than the old 2 workers x 128 threads
+GOOD = b'{"user_id": "302", "top_n": 2}'
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("slow")
     model_dir = save(known_answer(), folder / "model")
-    env = {"MFREC_DEVICE": "cpu", "MFREC_BODY_TIMEOUT": str(GRACE_SECONDS)}
+    env = {
+        "MFREC_DEVICE": "cpu",
+        "MFREC_BODY_TIMEOUT": str(GRACE_SECONDS),
+        "MFREC_HEADER_TIMEOUT": str(HEADER_SECONDS),
+    }
     with (
         open(folder / "server.log", "w+") as log,
         LocalServer(
@@ -93,6 +104,170 @@ def test_a_body_sent_at_normal_speed_is_answered(server):
     finally:
         connection.close()
     assert status == 200 and text.count(b"\n") == 2 * 20_000 - 1
+
+
+def _request(body: bytes = GOOD, path: str = "/invocations") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def _answers(sock: socket.socket, count: int) -> list[bytes]:
+    """The next ``count`` responses on ``sock`` (each with a Content-Length)."""
+    data, answers = b"", []
+    while len(answers) < count:
+        head, found, rest = data.partition(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            ),
+            None,
+        )
+        if found and length is not None and len(rest) >= length:
+            answers.append(head + b"\r\n\r\n" + rest[:length])
+            data = rest[length:]
+            continue
+        chunk = sock.recv(65536)
+        assert chunk, f"the connection closed after {len(answers)} answers"
+        data += chunk
+    return answers
+
+
+def test_ping_answers_within_2_s_while_300_clients_trickle_headers(server):
+    """Each trickler sends a request line, then a byte every 0.3 s of headers that never end:
+    none holds a thread, and each is answered 408 and closed after the header deadline."""
+    tricklers = []
+    for _ in range(HEADER_TRICKLERS):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        tricklers.append(sock)
+    started, stop = time.monotonic(), threading.Event()
+
+    def trickle() -> None:
+        live = list(tricklers)
+        while live and not stop.wait(0.3):
+            for sock in list(live):
+                try:
+                    sock.send(b"a")
+                except OSError:  # answered 408 and closed
+                    live.remove(sock)
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    try:
+        waits = []
+        for _ in range(6):
+            began = time.perf_counter()
+            assert server.get("/ping", timeout=2)[0] == 200
+            waits.append(time.perf_counter() - began)
+            time.sleep(0.1)
+        assert max(waits) < 2
+        time.sleep(max(0.0, started + HEADER_SECONDS + 2 - time.monotonic()))
+    finally:
+        stop.set()
+        sender.join(timeout=5)
+    answers = []
+    for sock in tricklers:
+        with sock:
+            sock.settimeout(5)
+            try:
+                answers.append(sock.recv(4096))
+            except OSError as exc:
+                answers.append(repr(exc).encode())
+    timed_out = [a for a in answers if a.startswith(b"HTTP/1.1 408")]
+    assert len(timed_out) == HEADER_TRICKLERS, answers[:3]
+    assert b"Connection: close" in timed_out[0] and b"MFREC_HEADER_TIMEOUT=2" in timed_out[0]
+
+
+def test_a_head_that_arrives_slowly_but_in_time_is_served(server):
+    request = _request()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for start in range(0, len(request), 12):  # about 1.3 s for the head and body
+            sock.sendall(request[start : start + 12])
+            time.sleep(0.1)
+        (answer,) = _answers(sock, 1)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.split(b"\r\n\r\n")[1].count(b"\n") == 1  # top_n 2: two rows
+
+
+def test_kept_alive_and_pipelined_requests_are_served_in_order(server):
+    """Requests one after another on one connection, then three sent at once (the bytes of
+    the next ones arrive with the first), then one whose head comes in two parts."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for _ in range(2):
+            sock.sendall(_request())
+            assert _answers(sock, 1)[0].startswith(b"HTTP/1.1 200")
+        ping = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+        sock.sendall(_request() + ping + _request(b'{"user_id": "302", "top_n": 1}'))
+        first, second, third = _answers(sock, 3)
+        request = _request()
+        sock.sendall(request[:20])
+        time.sleep(0.3)
+        sock.sendall(request[20:])
+        (fourth,) = _answers(sock, 1)
+    assert all(a.startswith(b"HTTP/1.1 200") for a in (first, second, third, fourth))
+    assert first.split(b"\r\n\r\n")[1].count(b"\n") == 1  # top_n 2: two rows
+    assert third.split(b"\r\n\r\n")[1].count(b"\n") == 0  # top_n 1: one row
+
+
+def test_chunked_and_100_continue_requests_are_answered(server):
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request(
+            "POST",
+            "/invocations",
+            iter([GOOD[:10], GOOD[10:]]),
+            {"Content-Type": "application/json"},
+            encode_chunked=True,
+        )
+        response = connection.getresponse()
+        chunked = response.status, response.read()
+    finally:
+        connection.close()
+    assert chunked[0] == 200 and chunked[1].count(b"\n") == 1
+    head, body = _request().split(b"\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head + b"\r\nExpect: 100-continue\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 Continue")  # the body is awaited
+        sock.sendall(body)
+        assert _answers(sock, 1)[0].startswith(b"HTTP/1.1 200")
+
+
+def test_a_head_over_64_kB_gets_431_and_is_closed(server):
+    headers = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"a" * 1000) for n in range(70))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n" + headers)
+        answer = b"".join(iter(lambda: sock.recv(4096), b""))
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert b"Connection: close" in answer and b"longer than 64 kB" in answer
+
+
+def test_sigterm_serves_a_head_still_arriving_then_exits(tmp_path):
+    """A connection whose head is half sent when SIGTERM comes is still answered."""
+    with (
+        open(tmp_path / "server.log", "w+") as log,
+        LocalServer(
+            save(known_answer(), tmp_path / "model"),
+            workers=1,
+            env={"MFREC_DEVICE": "cpu"},
+            stdout=log,
+            stderr=log,
+            startup_timeout=120,
+        ) as running,
+    ):
+        request = _request()
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+            sock.sendall(request[:30])
+            time.sleep(0.5)  # the worker has accepted the connection and read those bytes
+            running.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            sock.sendall(request[30:])
+            (answer,) = _answers(sock, 1)
+        assert running.process.wait(timeout=40) == 0
+    assert answer.startswith(b"HTTP/1.1 200") and b"Connection: close" in answer
 
 
 class _Trickling(io.RawIOBase):
