@@ -110,6 +110,7 @@ class TrainConfig:
     num_heads: int = 2
     max_history: int = 50
     dropout: float = 0.5
+    next_items: int = 1
 
     def __post_init__(self) -> None:
         if self.embedding_dim is None:  # not given: the model's own default
@@ -335,6 +336,7 @@ _RULES: dict[str, tuple[Callable, str]] = {
     "num_heads": (_between(1, 64), "integers 1 to 64 that divide embedding_dim"),
     "max_history": (_between(2, 4096), "integers 2 to 4096"),
     "dropout": (_between(0, 0.9), "numbers 0 to 0.9"),
+    "next_items": (_between(1, 4096), "integers 1 to 4096"),
 }
 _KINDS = {
     f.name: {

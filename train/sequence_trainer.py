@@ -57,6 +57,31 @@ def build_model(num_items: int, config: TrainConfig) -> SequenceModel:
     )
 
 
+def multi_target_softmax_loss(positive, negative, weights) -> torch.Tensor:
+    """Sampled-softmax cross-entropy of each of a row's positives against the row's negatives.
+
+    Each positive ``j`` of row ``n`` is a separate softmax over itself and the row's negatives
+    (not the row's other positives): ``-log(exp p[n, j] / (exp p[n, j] + sum_m exp q[n, m]))``,
+    the negatives' sum computed once per row. With one positive per row this is
+    :func:`~mfrec.train.losses.sampled_softmax_loss`. Logits already carry the logQ correction.
+
+    Parameters
+    ----------
+    positive : Tensor (N, span)
+    negative : Tensor (N, M)
+        ``-inf`` where a negative is left out.
+    weights : Tensor (N, span)
+
+    Returns
+    -------
+    Tensor ()
+        The weighted mean over every (row, positive) pair.
+    """
+    negative_sum = torch.logsumexp(negative, dim=1, keepdim=True)
+    loss = torch.logaddexp(positive, negative_sum) - positive
+    return (loss * weights).sum() / weights.sum().clamp(min=1e-12)
+
+
 class SequenceTrainer:
     """Trains a :class:`SequenceModel` on one set of interactions, epoch by epoch.
 
@@ -80,7 +105,7 @@ class SequenceTrainer:
         sequences = UserSequences.from_interactions(data)
         length = config.max_history
         weights = training_weights(data, config.recency_min_weight)
-        windows, target_weights = sequences.windows(length, weights)
+        windows, target_weights = sequences.windows(length, weights, config.next_items)
         self.windows = torch.as_tensor(windows, device=device)
         self.target_weights = torch.as_tensor(target_weights, device=device)
         self.model = build_model(data.num_items, config).to(device)
@@ -148,35 +173,32 @@ class SequenceTrainer:
         return mean_loss
 
     def _loss(self, index: torch.Tensor) -> torch.Tensor:
-        """The weighted sampled-softmax loss of the windows ``index`` (every position)."""
-        model = self.model
+        """The weighted sampled-softmax loss of the windows ``index`` (every position, each of
+        its ``next_items`` targets)."""
+        model, length = self.model, self.config.max_history
         windows = self.windows.index_select(0, index)
-        weights = self.target_weights.index_select(0, index).reshape(-1)
-        outputs = model.encode(windows[:, :-1], self.sample_generator)
+        weights = self.target_weights.index_select(0, index).reshape(-1, self.config.next_items)
+        outputs = model.encode(windows[:, :length], self.sample_generator)
         outputs = outputs.reshape(-1, outputs.shape[-1])
-        # Empty targets point at the last item; their weight is 0, so they add nothing.
-        targets = windows[:, 1:].reshape(-1).clamp(max=model.num_items - 1)
+        # (positions, span): target j of position t is window item t + 1 + j. Empty targets
+        # point at the last item; their weight is 0, so they add nothing.
+        targets = windows[:, 1:].unfold(1, self.config.next_items, 1)[:, :length]
+        targets = targets.reshape(weights.shape).clamp(max=model.num_items - 1)
         negatives = self.sampler.sample((self.config.negatives,))
-        positive = (outputs * model.item_embeddings.index_select(0, targets)).sum(dim=1)
-        positive = positive + model.item_biases.index_select(0, targets)
+        positive = (outputs[:, None, :] * model.item_embeddings[targets]).sum(dim=2)
+        positive = positive + model.item_biases[targets]
         negative = torch.addmm(
             model.item_biases.index_select(0, negatives),
             outputs,
             model.item_embeddings.index_select(0, negatives).T,
         )
-        logq = (None, None)
         if self.item_logq is not None:
-            logq = (
-                self.item_logq.index_select(0, targets),
-                self.item_logq.index_select(0, negatives),
-            )
-        return sampled_softmax_loss(
-            positive,
-            negative,
-            weights,
-            *logq,
-            negative_mask=negatives[None, :] != targets[:, None],
-        )
+            positive = positive - self.item_logq[targets]
+            negative = negative - self.item_logq.index_select(0, negatives)
+        # A negative that is one of the position's own targets is left out.
+        own = torch.where(weights > 0, targets, -1)
+        hit = (negatives[None, None, :] == own[:, :, None]).any(dim=1)
+        return multi_target_softmax_loss(positive, negative.masked_fill(hit, -math.inf), weights)
 
     def _check_diverged(self, mean_loss: float) -> None:
         check_diverged(

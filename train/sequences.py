@@ -70,50 +70,61 @@ class UserSequences:
         offset = np.arange(indptr[-1]) - np.repeat(indptr[:-1], counts)
         return indptr, self.items[start + offset]
 
-    def windows(self, length: int, weights: np.ndarray | None = None):
+    def windows(self, length: int, weights: np.ndarray | None = None, span: int = 1):
         """Training windows: each user's sequence cut, from its newest end, into pieces of
-        ``length`` targets; each piece as ``length + 1`` items whose first ``length`` are the
-        inputs and last ``length`` the targets (next items), left-padded.
+        ``length`` input positions; each piece as ``length + span`` items whose first
+        ``length`` are the inputs and whose items ``t + 1 .. t + span`` are position ``t``'s
+        targets (the next ``span`` items), left-padded, and right-padded past the user's newest.
 
-        Every interaction but a user's first is the target of exactly one window position; a
-        user's first item has no history to predict it from and its position weighs 0.
+        Every interaction but a user's first is the first target of exactly one window
+        position; a user's first item has no history to predict it from. With ``span > 1`` an
+        interaction is also a later target of the ``span - 1`` positions before that one (in
+        the same window or, across a cut, in the next newer one).
 
         Parameters
         ----------
         length : int
         weights : ndarray of float32, shape (len(data),), optional
             Per-row training weights (event values, recency), in the data's row order.
+        span : int
+            Targets per position: 1 is next-item prediction.
 
         Returns
         -------
-        items : ndarray of int64, shape (num_windows, length + 1)
-        target_weights : ndarray of float32, shape (num_windows, length)
-            The weight of each target (0 where its input or itself is padding).
+        items : ndarray of int64, shape (num_windows, length + span)
+        target_weights : ndarray of float32, shape (num_windows, length, span)
+            The weight of target ``j`` of position ``t`` (item ``t + 1 + j``); 0 where the input
+            or the target is padding.
         """
         sizes = np.diff(self.indptr)
         per_user = np.where(sizes > 1, -(-(sizes - 1) // length), 0)
         users = np.repeat(np.arange(self.num_users), per_user)
         piece = np.arange(len(users)) - np.repeat(np.cumsum(per_user) - per_user, per_user)
-        end = self.indptr[users + 1] - piece * length
-        items = _gather(self.items, self.indptr[users], end, length + 1, self.num_items)
+        end = self.indptr[users + 1] - piece * length + span - 1
+        start, stop = self.indptr[users], self.indptr[users + 1]
+        where = _positions(start, stop, end, length + span, len(self.items))
+        items = np.append(self.items, self.num_items)[where]
         row_weights = np.ones(len(self.items), np.float32)
         if weights is not None:
             row_weights = np.asarray(weights, np.float32)[self.rows]
-        padded = np.append(row_weights, np.float32(0))  # the pad's weight
-        where = _positions(self.indptr[users], end, length + 1, len(self.items))
-        target_weights = padded[where][:, 1:]
-        target_weights[items[:, :-1] == self.num_items] = 0.0  # no input: nothing to learn
+        padded = np.append(row_weights, np.float32(0))[where]  # the pad's weight: 0
+        # (W, length, span): target j of position t is entry t + 1 + j of the window.
+        offsets = np.arange(length)[:, None] + 1 + np.arange(span)[None, :]
+        target_weights = padded[:, offsets]
+        target_weights[items[:, :length] == self.num_items] = 0.0  # no input: nothing to learn
         return items, target_weights
 
 
-def _positions(start: np.ndarray, end: np.ndarray, length: int, missing: int) -> np.ndarray:
-    """Entry index of ``end - length .. end - 1`` per row, ``missing`` before ``start``."""
+def _positions(start, stop, end, length: int, missing: int) -> np.ndarray:
+    """Entry index of ``end - length .. end - 1`` per row; ``missing`` outside
+    ``[start, stop)`` (before the user's first entry or past their newest)."""
     index = end[:, None] - length + np.arange(length)[None, :]
-    return np.where(index >= start[:, None], index, missing)
+    inside = (index >= start[:, None]) & (index < stop[:, None])
+    return np.where(inside, index, missing)
 
 
 def _gather(items, start, end, length, pad) -> np.ndarray:
-    where = _positions(start, end, length, len(items))
+    where = _positions(start, end, end, length, len(items))
     return np.append(items, pad)[where]
 
 

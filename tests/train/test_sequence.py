@@ -14,10 +14,16 @@ from mfrec.train import artifact as artifact_io
 from mfrec.train.config import TrainConfig
 from mfrec.train.errors import ConfigError
 from mfrec.train.interactions import Interactions
+from mfrec.train.losses import sampled_softmax_loss
 from mfrec.train.metrics import evaluate
 from mfrec.train.pipeline import train_model
 from mfrec.train.sequence_model import SequenceModel
-from mfrec.train.sequence_trainer import HISTORY_INDPTR, HISTORY_ITEMS, SequenceTrainer
+from mfrec.train.sequence_trainer import (
+    HISTORY_INDPTR,
+    HISTORY_ITEMS,
+    SequenceTrainer,
+    multi_target_softmax_loss,
+)
 from mfrec.train.sequences import UserSequences, left_pad
 from mfrec.train.split import temporal_split
 from mfrec.train.trainers import make_trainer
@@ -67,11 +73,62 @@ def test_sequences_are_in_time_order_and_windows_target_every_later_item():
         ]
         assert all((b - a) % NUM_ITEMS == 1 for a, b in zip(walk[:-1], walk[1:], strict=True))
     windows, weights = sequences.windows(4)
+    weights = weights[:, :, 0]
     targets = windows[:, 1:][weights > 0]
     # every interaction but each user's first is a target exactly once
     assert len(targets) == len(data) - data.num_users
     assert weights.shape == (len(windows), 4) and set(np.unique(weights)) <= {0.0, 1.0}
     assert (windows[:, :-1][weights > 0] < data.num_items).all()
+
+
+def test_windows_with_a_span_target_each_of_the_next_items_of_the_same_user():
+    # user a: items 0..8, user b: 20..22; windows of 3 positions, 2 targets each
+    users = np.array([0] * 9 + [1] * 3)
+    items = np.array([*range(9), 20, 21, 22])
+    item_ids = np.array([f"i{i}" for i in range(23)])
+    data = Interactions(users, items, np.array(["a", "b"]), item_ids, timestamps=np.arange(12))
+    windows, weights = UserSequences.from_interactions(data).windows(3, span=2)
+    pad = data.num_items
+    assert windows.tolist() == [
+        [5, 6, 7, 8, pad],  # the newest window: nothing past the user's newest item
+        [2, 3, 4, 5, 6],  # its last targets cross into the newer window's
+        [pad, 0, 1, 2, 3],
+        [pad, 20, 21, 22, pad],
+    ]
+    assert weights.shape == (4, 3, 2)
+    # target j of position t is item t + 1 + j, weighted 0 where either is padding
+    assert weights[0].tolist() == [[1, 1], [1, 1], [1, 0]]
+    assert weights[2].tolist() == [[0, 0], [1, 1], [1, 1]]
+    assert weights[3].tolist() == [[0, 0], [1, 1], [1, 0]]
+    # the first targets are exactly the one-step windows' targets
+    one_step, one_weights = UserSequences.from_interactions(data).windows(3)
+    assert (weights[:, :, 0] == one_weights[:, :, 0]).all()
+    first = windows[:, 1:4][weights[:, :, 0] > 0]
+    assert first.tolist() == one_step[:, 1:4][one_weights[:, :, 0] > 0].tolist()
+
+
+def test_multi_target_loss_is_one_softmax_per_target_against_the_shared_negatives():
+    generator = torch.Generator().manual_seed(0)
+    positive = torch.randn(5, 3, generator=generator)
+    negative = torch.randn(5, 7, generator=generator)
+    negative[0, 2] = -torch.inf  # a negative left out of row 0
+    weights = torch.tensor([1.0, 0.0, 2.0, 1.0, 0.5]).repeat_interleave(3).view(5, 3)
+    weights[3, 1] = 0.0
+    # target j of each row alone: the usual sampled softmax of that column
+    mask = torch.isfinite(negative)
+    expected = (
+        sum(
+            sampled_softmax_loss(positive[:, j], negative, weights[:, j], negative_mask=mask)
+            * weights[:, j].sum()
+            for j in range(3)
+        )
+        / weights.sum()
+    )
+    torch.testing.assert_close(multi_target_softmax_loss(positive, negative, weights), expected)
+    one = multi_target_softmax_loss(positive[:, :1], negative, weights[:, :1])
+    torch.testing.assert_close(
+        one, sampled_softmax_loss(positive[:, 0], negative, weights[:, 0], negative_mask=mask)
+    )
 
 
 def test_left_pad_keeps_the_newest_items_at_the_end():
@@ -152,7 +209,7 @@ def train_epochs(config, data, epochs, stop_after=None, state=None):
 
 def test_resume_mid_epoch_equals_uninterrupted_with_dropout(tmp_path):
     data = successor_data()
-    config = dataclasses.replace(CONFIG, dropout=0.3)
+    config = dataclasses.replace(CONFIG, dropout=0.3, next_items=2)
     straight = train_epochs(config, data, 3)
     stopped = train_epochs(config, data, 3, stop_after=straight.steps_per_epoch + 2)
     assert (stopped.epoch, stopped.batch) == (1, 2)
@@ -225,6 +282,7 @@ def test_pipeline_resumed_after_a_stop_equals_uninterrupted(tmp_path):
         ({"max_history": "1"}, "max_history=1 is out of range"),
         ({"dropout": "0.95"}, "dropout=0.95 is out of range; allowed: numbers 0 to 0.9"),
         ({"num_heads": "two"}, "num_heads='two' is not a number"),
+        ({"next_items": "0"}, "next_items=0 is out of range; allowed: integers 1 to 4096"),
     ],
 )
 def test_bad_sequence_hyperparameters_say_what_is_allowed(values, message):
