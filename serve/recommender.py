@@ -31,6 +31,7 @@ from mfrec.serve.batching import WAIT_SECONDS, MicroBatcher
 from mfrec.serve.catalog import Catalog
 from mfrec.serve.handlers import HANDLERS
 from mfrec.serve.requests import REQUEST_TYPES, Recommendation, Request
+from mfrec.serve.scoring import Masks
 from mfrec.serve.tensors import FOLD_IN_METHODS, ModelTensors
 from mfrec.train.artifact import ModelArtifact, load
 from mfrec.train.device import resolve_device
@@ -167,10 +168,13 @@ class Recommender:
         return REQUEST_TYPES
 
     def warm_up(self) -> None:
-        """Pick the device, move the embeddings there and answer one request (first-call costs):
-        a one-item history, which needs no user index."""
+        """Pick the device, move the embeddings there and score one row against every item
+        (the first call's costs), without what can wait until after a worker's first ``/ping``:
+        the user index (:meth:`index_users_in_background`), the fold-in's Gram matrix (on the
+        first fresh history)."""
         if self.num_items:
-            self.answer([Request("history", history=(str(self.item_ids[0]),), top_n=1)])
+            tensors = self.tensors
+            tensors.by_score.search(tensors.item_embeddings[:1], 1, Masks())
         logger.info("model on %s: %d users x %d items", self.device, self.num_users, self.num_items)
 
     def recommend(

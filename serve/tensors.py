@@ -8,6 +8,7 @@ model the master loaded; CUDA is started in each worker.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -15,7 +16,6 @@ import numpy as np
 import torch
 
 from mfrec.serve.scoring import TopK, fold_in, mean_embedding
-from mfrec.serve.sequence import SequenceEncoder, is_sequence
 from mfrec.train.artifact import ModelArtifact
 
 logger = logging.getLogger(__name__)
@@ -43,13 +43,33 @@ class ModelTensors:
         self.item_embeddings = _tensor(artifact.item_embeddings, device)
         self.item_biases = _tensor(artifact.item_biases, device)
         self.by_score = TopK(self.item_embeddings, self.item_biases)
-        # A sequence model encodes fresh histories itself (mfrec.serve.sequence).
-        self.sequence = SequenceEncoder(artifact, device) if is_sequence(artifact) else None
+        self.sequence = None
+        if artifact.sequence:  # a sequence model encodes fresh histories itself
+            # Imported here: the sequence model's module brings the training code (and pandas)
+            # into every server's start-up otherwise (tests/serve/test_startup_imports.py).
+            from mfrec.serve.sequence import SequenceEncoder
+
+            self.sequence = SequenceEncoder(artifact, device)
         self._by_cosine: TopK | None = None
-        self.gram = self.item_embeddings.T @ self.item_embeddings
-        self.gram_scale = float(torch.trace(self.gram)) / max(1, artifact.embedding_dim)
+
+    # Computed on first use (fresh histories need them), not while a worker boots: a second
+    # of a 1M-user model's start-up is spent before its first /ping otherwise.
+    @functools.cached_property
+    def gram(self) -> torch.Tensor:
+        """``V'V`` of the item embeddings, shape (dim, dim): the ALS fold-in's Gram matrix."""
+        return self.item_embeddings.T @ self.item_embeddings
+
+    @functools.cached_property
+    def gram_scale(self) -> float:
+        """The mean eigenvalue of :attr:`gram` (its trace / dim)."""
+        return float(torch.trace(self.gram)) / max(1, self.artifact.embedding_dim)
+
+    @functools.cached_property
+    def user_norm(self) -> float:
+        """Median norm of the trained user vectors (1 without users): the length of a
+        ``mean`` fold-in's vector."""
         users = self.user_embeddings.norm(dim=1)
-        self.user_norm = float(users.median()) if len(users) else 1.0
+        return float(users.median()) if len(users) else 1.0
 
     @property
     def by_cosine(self) -> TopK:

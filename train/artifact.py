@@ -22,7 +22,6 @@ model itself (:mod:`mfrec.serve.sequence`).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mfrec.train import digests
 from mfrec.train.errors import ArtifactError
 
 FORMAT_NAME = "mfrec-model"
@@ -120,11 +120,7 @@ class ModelArtifact:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return digests.sha256(path)
 
 
 def save(artifact: ModelArtifact, model_dir: str | os.PathLike) -> Path:
@@ -285,11 +281,11 @@ _NPY_HEADERS = {
 }
 
 
-def _mapped_arrays(path: Path) -> dict[str, np.ndarray]:
+def _mapped_arrays(path: Path, before_reading=lambda: None) -> dict[str, np.ndarray]:
     """The arrays of the ``.npz`` at ``path``, memory-mapped copy-on-write where stored
     uncompressed (as :func:`save` writes them), else read with ``np.load``: nothing is copied at
     load, and the server's workers, forked after loading, share the pages (a 1M-user model's
-    700 MB are not read twice)."""
+    700 MB are not read twice). ``before_reading()`` is called before a member is read."""
     arrays = {}
     with zipfile.ZipFile(path) as archive, open(path, "rb") as raw:
         for info in archive.infolist():
@@ -301,6 +297,7 @@ def _mapped_arrays(path: Path) -> dict[str, np.ndarray]:
             raw.seek(info.header_offset + 30 + sum(struct.unpack("<HH", local[26:30])))
             read_header = _NPY_HEADERS.get(np.lib.format.read_magic(raw))
             if info.compress_type != zipfile.ZIP_STORED or read_header is None:
+                before_reading()
                 with np.load(path, allow_pickle=False) as data:
                     arrays[name] = data[name]
                 continue
@@ -328,17 +325,57 @@ def load(model_dir: str | os.PathLike, verify: bool = True) -> ModelArtifact:
     """
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
-    for name, digest in manifest["files"].items():
+    for name in manifest["files"]:
         path = model_dir / name
         if not path.is_file():
             raise ArtifactError(f"model file {path} is missing; copy the whole model folder")
-        if verify and _sha256(path) != digest:
-            raise ArtifactError(
-                f"model file {path} does not match its checksum in {MANIFEST} (changed or "
-                "truncated); copy the model folder again or retrain"
-            )
+    if not verify:
+        return _read(model_dir, manifest, lambda: None)
+    # The files are hashed on threads while the arrays are mapped and checked (each takes about
+    # a second for a 1M-user model). A digest that differs is the error reported, whatever the
+    # checks found (a changed file explains them), and it is awaited before anything is read
+    # into memory rather than mapped (a compressed member: its header could ask for any size).
+    hash_in_background(model_dir, manifest)
+    checked = []
+
+    def check_digests() -> None:
+        if checked:
+            return
+        checked.append(True)
+        for name, digest in manifest["files"].items():
+            path = model_dir / name
+            if _sha256(path) != digest:
+                raise ArtifactError(
+                    f"model file {path} does not match its checksum in {MANIFEST} (changed or "
+                    "truncated); copy the model folder again or retrain"
+                )
+
     try:
-        arrays = _mapped_arrays(model_dir / ARRAYS)
+        artifact = _read(model_dir, manifest, check_digests)
+    except Exception:  # re-raised: a changed file, if that is the cause, is named instead
+        check_digests()
+        raise
+    check_digests()
+    return artifact
+
+
+def hash_in_background(model_dir: str | os.PathLike, manifest: dict | None = None) -> None:
+    """Start hashing the model's files on threads; :func:`load` then compares those digests
+    (computed again if a file changed meanwhile). ``mfrec serve`` calls it before importing
+    torch, so that the two overlap. A folder without a readable manifest is left to
+    :func:`load` to report."""
+    try:
+        manifest = manifest or read_manifest(model_dir)
+    except ArtifactError:
+        return
+    digests.start([Path(model_dir) / name for name in manifest["files"]])
+
+
+def _read(model_dir: Path, manifest: dict, check_digests) -> ModelArtifact:
+    """The artifact in ``model_dir``, its arrays memory-mapped and checked; ``check_digests()``
+    is called before any array is read into memory instead."""
+    try:
+        arrays = _mapped_arrays(model_dir / ARRAYS, check_digests)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ArtifactError(f"cannot read {model_dir / ARRAYS}: {exc}") from None
     extra = {

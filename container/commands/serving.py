@@ -70,9 +70,12 @@ def register(subparsers) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from mfrec.paths import SageMakerPaths
-    from mfrec.serve.server import serve
+    from mfrec.train.artifact import hash_in_background
 
     model_dir = args.model_dir or SageMakerPaths.from_env().model  # computed when called
+    hash_in_background(model_dir)  # the model's checksums are computed while torch is imported
+    from mfrec.serve.server import serve
+
     # The events store's default place (mfrec.serve.events): beside the model.
     os.environ["MFREC_MODEL_DIR"] = str(model_dir)
     serve(model_dir, host=args.host, port=args.port, workers=args.workers)

@@ -1,0 +1,44 @@
+"""Importing the server loads only what answering needs: the modules below are imported where
+they are first used, so that they never delay a server's first ``/ping`` (a 1M-user model's
+start-up is measured by benchmarks/serving.py; pandas alone took 0.5 s of it)."""
+
+import json
+import subprocess
+import sys
+
+# Imported on first use, if ever: data import and training (pandas, pyarrow), the sequence
+# model's training code, the events stores' clients, SigV4's botocore, the approximate index,
+# the SageMaker SDK, plotting and the benchmarks' peers.
+LAZY = (
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "matplotlib",
+    "faiss",
+    "hnswlib",
+    "sagemaker",
+    "boto3",
+    "botocore",
+    "redis",
+    "sqlite3",
+    "mfrec.train.ingest",
+    "mfrec.train.loop",
+    "mfrec.train.sequence_trainer",
+    "mfrec.serve.sequence",
+)
+
+
+def test_importing_the_server_loads_none_of_the_lazily_imported_modules():
+    # The same process then imports one of them, which the check must see (it sees imports).
+    code = (
+        f"import json, sys; lazy = {LAZY!r}; import mfrec.serve.server; "
+        "print(json.dumps(sorted(m for m in lazy if m in sys.modules))); "
+        "import mfrec.serve.sequence; "
+        "print(json.dumps(sorted(m for m in lazy if m in sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    server, then = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+    assert server == []
+    assert "mfrec.serve.sequence" in then and "mfrec.train.sequence_trainer" in then
