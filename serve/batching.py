@@ -92,7 +92,8 @@ class MicroBatcher:
         ticket = _Ticket(requests)
         with self._changed:
             self._pending.append(ticket)
-            self._arrived.notify()
+            if self._waiting() >= self._expected:  # what a waiting leader waits for
+                self._arrived.notify()
             while self._busy and not ticket.done:
                 self._changed.wait()
             leads = not ticket.done

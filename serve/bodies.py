@@ -47,7 +47,8 @@ class Watchdog:
             entry = next(self._counter) if entry is None else entry
             self._live[entry] = deadline
             heapq.heappush(self._heap, (deadline, entry, sock))
-            self._changed.notify()
+            if self._heap[0][1] == entry:  # the thread sleeps until the earliest deadline:
+                self._changed.notify()  # woken only when that changes, not once per request
         return entry
 
     def cancel(self, entry: int) -> None:

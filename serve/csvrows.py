@@ -10,10 +10,15 @@ formatter (:func:`mfrec.serve.encoders.encode_csv` decides).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-_QUOTED = np.array([ord(c) for c in ',"\r\n'], dtype=np.uint8)
+_QUOTED = np.zeros(256, dtype=bool)  # bytes that need CSV quoting, by value
+_QUOTED[[ord(c) for c in ',"\r\n']] = True
+_NEEDS_QUOTING = re.compile('[,"\r\n]')
 MAX_SCORE = 1e12  # larger magnitudes do not fit the int64 fixed-point digits
+FEW_ROWS = 200  # up to this many rows (a real-time answer), Python formats them faster
 
 
 def score_matrix(scores: np.ndarray) -> np.ndarray:
@@ -51,7 +56,7 @@ def _bytes_matrix(texts: np.ndarray) -> np.ndarray | None:
         if len(texts)
         else np.zeros((0, width), np.uint8)
     )
-    return None if np.isin(matrix, _QUOTED).any() else matrix
+    return None if _QUOTED[matrix].any() else matrix
 
 
 def csv_rows(subjects: list[str], item_ids: list[np.ndarray], scores: list[np.ndarray]):
@@ -72,6 +77,8 @@ def csv_rows(subjects: list[str], item_ids: list[np.ndarray], scores: list[np.nd
     all_scores = np.concatenate(scores)
     if not np.isfinite(all_scores).all() or (np.abs(all_scores) >= MAX_SCORE).any():
         return None
+    if len(all_scores) <= FEW_ROWS and all_scores.dtype == np.float64:
+        return _few_rows(subjects, item_ids, all_scores)
     items = _bytes_matrix(np.concatenate(item_ids))
     subject_matrix = _bytes_matrix(np.array(subjects, dtype=object))
     if items is None or subject_matrix is None:
@@ -85,3 +92,21 @@ def csv_rows(subjects: list[str], item_ids: list[np.ndarray], scores: list[np.nd
         rows[:, column] = ord(separator)
         column += 1
     return rows.tobytes().replace(b"\0", b"")[:-1]
+
+
+def _few_rows(subjects: list[str], item_ids: list[np.ndarray], scores: np.ndarray):
+    """:func:`csv_rows` formatted row by row, to the same bytes: scores rounded as
+    :func:`score_matrix` rounds them (half to even, of the same float64 product), ids encoded
+    as UTF-8 with NUL bytes dropped, None when a field needs quoting."""
+    lines, values = [], iter(scores.tolist())
+    for subject, ids in zip(subjects, item_ids, strict=True):
+        for item in ids.tolist():
+            score = next(values)
+            fixed = round(abs(score) * 1e6)
+            whole, fraction = divmod(fixed, 1_000_000)
+            sign = "-" if score < 0 and fixed else ""
+            lines.append(f"{subject},{item},{sign}{whole}.{fraction:06d}")
+    fields = [*subjects, *(item for ids in item_ids for item in ids.tolist())]
+    if any(_NEEDS_QUOTING.search(field) for field in fields):
+        return None
+    return "\n".join(lines).encode("utf-8", "replace").replace(b"\0", b"")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from known_answer import NUM_ITEMS, USER_IDS, known_answer, random_model
 
+from mfrec.serve import scoring
 from mfrec.serve.batching import MicroBatcher
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.requests import Request
@@ -156,3 +157,19 @@ def test_a_lone_caller_is_answered_at_once_in_one_batch(wait_ms):
     for user_id in USER_IDS:
         rec.answer([Request("user", user_id, top_n=2)])
     assert (rec._batcher.batches, rec._batcher.batched_requests) == (len(USER_IDS),) * 2
+
+
+def test_a_small_batch_takes_the_same_training_items_out_as_a_large_one():
+    # csr_pairs slices up to FEW_ROWS rows in NumPy and runs larger batches through torch.
+    rng = np.random.default_rng(3)
+    indptr = np.concatenate([[0], np.cumsum(rng.integers(0, 5, 50))])
+    indices = rng.integers(0, 100, indptr[-1])
+    for rows in ([], [3], [0, 0, 49, 7, 3], rng.integers(0, 50, scoring.FEW_ROWS)):
+        rows = np.asarray(rows, dtype=np.int64)
+        big = np.concatenate([rows, rng.integers(0, 50, scoring.FEW_ROWS)])  # the torch path
+        positions, items = scoring.csr_pairs(indptr, indices, rows)
+        want_positions, want_items = scoring.csr_pairs(indptr, indices, big)
+        kept = want_positions < len(rows)
+        np.testing.assert_array_equal(positions, want_positions[kept])
+        np.testing.assert_array_equal(items, want_items[kept])
+        assert positions.dtype == items.dtype == np.int64
