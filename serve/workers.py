@@ -23,14 +23,17 @@ thread exactly as gunicorn would send it. A worker holds at most gunicorn's
 ``worker_connections`` connections (1,000), so waiting requests cost at most
 ``worker_connections * STAGE_BYTES`` (64 MB) of memory, and no thread.
 
-Only gunicorn's documented extension points and long-standing attributes are used
-(``enqueue_req``, ``murder_keepalived``, ``poller``, ``nr_conns``, the connection's ``sock``,
-``client`` and ``parser``); TLS, HTTP/2 and uWSGI configurations, which mfrec does not use,
-skip the loop-side reading and behave as gunicorn's own worker.
+Only methods and attributes that gunicorn's ``gthread`` worker has had since version 22 are
+used (``enqueue_req``, the one way to a thread; ``murder_keepalived``, called on every turn of
+the loop; ``poller``, ``nr_conns``, and the connection's ``sock``, ``client`` and ``parser``).
+TLS, HTTP/2 and uWSGI configurations, which mfrec does not use, skip the loop-side reading and
+behave as gunicorn's own worker; so do kept-alive connections under gunicorn < 24 (see
+:data:`_DRAINS_BODIES`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import selectors
 import time
@@ -45,6 +48,9 @@ HEADER_TIMEOUT = 10.0  # seconds from a request's first byte to the end of its h
 STAGE_BYTES = 64 * 1024  # bytes of a request read in the loop: the largest head, and more
 HEAD_END = b"\r\n\r\n"
 SWEEP_SECONDS = 0.25  # how often deadlines are checked
+# gunicorn >= 24 discards what is left of a request's body before it keeps a connection alive;
+# older versions discard it when the next request is read, so the loop leaves those alone.
+_DRAINS_BODIES = hasattr(http.RequestParser, "finish_body")
 
 
 class _Waiting:
@@ -100,18 +106,25 @@ class HeadFirstWorker(ThreadWorker):
         self._waiting: dict[object, _Waiting] = {}
         self._next_sweep = 0.0
 
-    def _reads_in_loop(self) -> bool:
+    def _reads_in_loop(self, conn) -> bool:
         cfg = self.cfg
+        if conn.parser is not None and not _DRAINS_BODIES:
+            return False  # its bytes may be the rest of the previous body: gunicorn's to read
         return not (
             cfg.is_ssl
             or getattr(cfg, "protocol", "http") != "http"
             or getattr(cfg, "http2_cleartext", "off") not in ("off", None)
         )
 
+    def _poller_lock(self):
+        """gunicorn < 24 registers kept-alive sockets from its threads, under ``_lock``."""
+        lock = getattr(self, "_lock", None)
+        return lock if hasattr(lock, "__enter__") else contextlib.nullcontext()
+
     def enqueue_req(self, conn) -> None:
         """gunicorn's way to a thread: a new or kept-alive connection comes here when it is
         readable; it goes on only with its request read (or with a head that cannot wait)."""
-        if getattr(conn, "mfrec_ready", False) or not self._reads_in_loop():
+        if getattr(conn, "mfrec_ready", False) or not self._reads_in_loop(conn):
             conn.mfrec_ready = False  # its next request on this connection is read here again
             super().enqueue_req(conn)
             return
@@ -130,7 +143,10 @@ class HeadFirstWorker(ThreadWorker):
         # A kept-alive connection comes here readable, and a new one often: read at once (a
         # turn of the loop less per request).
         if not self._read(waiting):
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, waiting))
+            with self._poller_lock():
+                self.poller.register(
+                    conn.sock, selectors.EVENT_READ, partial(self._readable, waiting)
+                )
 
     def _readable(self, waiting: _Waiting, sock) -> None:
         self._read(waiting)
@@ -193,8 +209,10 @@ class HeadFirstWorker(ThreadWorker):
             return
         self._next_sweep = now + SWEEP_SECONDS
         for waiting in list(self._waiting.values()):
+            if waiting.started is None and not self.alive and self._read(waiting):
+                continue  # stopping: what has come is served, idle connections are closed
             if waiting.started is None:
-                if now >= waiting.idle_until or not self.alive:  # idle: nothing to answer
+                if now >= waiting.idle_until or not self.alive:
                     self._close(waiting)
             elif now >= waiting.deadline(self.header_timeout, self.body_grace):
                 self._refuse(waiting, "408 Request Timeout", self._too_slow(waiting))
@@ -241,7 +259,8 @@ class HeadFirstWorker(ThreadWorker):
         if self._waiting.pop(waiting.conn, None) is None:
             return
         try:
-            self.poller.unregister(waiting.conn.sock)
+            with self._poller_lock():
+                self.poller.unregister(waiting.conn.sock)
         except (KeyError, ValueError, OSError):  # not registered yet
             pass
 

@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 
+import psutil
 import pytest
 from known_answer import known_answer
 
@@ -245,6 +246,18 @@ def test_a_head_over_64_kB_gets_431_and_is_closed(server):
     assert b"Connection: close" in answer and b"longer than 64 kB" in answer
 
 
+def _accepted_by_a_worker(server, client_port: int) -> bool:
+    """True once a worker process holds the server side of the client's connection."""
+    for pid in server.worker_pids():
+        try:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        if any(c.raddr and c.raddr.port == client_port for c in connections):
+            return True
+    return False
+
+
 def test_sigterm_serves_a_head_still_arriving_then_exits(tmp_path):
     """A connection whose head is half sent when SIGTERM comes is still answered."""
     with (
@@ -261,7 +274,10 @@ def test_sigterm_serves_a_head_still_arriving_then_exits(tmp_path):
         request = _request()
         with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
             sock.sendall(request[:30])
-            time.sleep(0.5)  # the worker has accepted the connection and read those bytes
+            deadline = time.monotonic() + 30  # until the worker has accepted the connection
+            while not _accepted_by_a_worker(running, sock.getsockname()[1]):
+                assert time.monotonic() < deadline, "no worker accepted the connection"
+                time.sleep(0.01)
             running.process.send_signal(signal.SIGTERM)
             time.sleep(0.5)
             sock.sendall(request[30:])
