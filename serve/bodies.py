@@ -6,7 +6,10 @@ long as it likes, and enough of them would leave no thread for ``/ping`` (issue 
 :class:`BodyDeadline` is a WSGI middleware that reads a body before the app sees it and gives
 the client ``grace_seconds`` plus one second per ``min_rate`` bytes received so far (a minimum
 average rate, as Apache's ``mod_reqtimeout`` ``MinRate``): a client that falls behind gets
-``408 Request Timeout`` with ``Connection: close``, and its thread is free again.
+``408 Request Timeout`` with ``Connection: close``, and its thread is free again. Chunked
+bodies are read the same way, and bodies over the limit, which the app discards, too.
+mfrec's gunicorn worker (:mod:`mfrec.serve.workers`) reads the head and the first 64 kB
+before a thread takes the request, under the same rule.
 
 The deadline is enforced by one :class:`Watchdog` thread per worker, which shuts the read side
 of late sockets (the blocked read then ends); a request costs a heap push, no thread of its own.
@@ -20,6 +23,8 @@ import itertools
 import socket
 import threading
 import time
+
+from gunicorn.http.errors import ParseException
 
 GRACE_SECONDS = 10.0  # what any client gets, whatever its speed
 MIN_RATE = 64 * 1024  # bytes per second a body must average beyond the grace
@@ -79,12 +84,59 @@ class BodyTooSlow(Exception):
     """The client sent its body more slowly than the deadline allows."""
 
 
-class BodyDeadline:
-    """WSGI middleware: bodies of up to ``max_bytes`` (by ``Content-Length``) are read before
-    the app runs, within ``grace_seconds + received / min_rate`` seconds; late ones get 408.
+class _Watched:
+    """A body stream read under the deadline: ``grace_seconds`` plus one second per
+    ``min_rate`` bytes received, from the first read. A read past the deadline gives b""
+    and sets :attr:`late`."""
 
-    Bodies with no length, or longer than ``max_bytes`` (the app answers 413), and requests
-    that did not come through gunicorn (no ``gunicorn.socket``) pass through unchanged.
+    def __init__(self, stream, sock: socket.socket, middleware: BodyDeadline) -> None:
+        self.stream, self.sock, self.middleware = stream, sock, middleware
+        self.started, self.received, self.late = time.monotonic(), 0, False
+
+    def read(self, size: int = -1) -> bytes:
+        middleware = self.middleware
+        deadline = self.started + middleware.grace_seconds + self.received / middleware.min_rate
+        if self.late or time.monotonic() >= deadline:
+            self.late = True
+            return b""
+        entry = middleware.watchdog.watch(self.sock, deadline)
+        try:
+            chunk = self.stream.read(size)
+        except OSError:  # shut by the watchdog (gunicorn's NoMoreData is an OSError too)
+            chunk = b""
+        finally:
+            middleware.watchdog.cancel(entry)
+        self.late = not chunk and time.monotonic() >= deadline
+        self.received += len(chunk)
+        return chunk
+
+    def too_slow(self, length: int | None) -> str:
+        of = f" of {length}" if length is not None else ""
+        return (
+            f"the body arrived too slowly ({self.received}{of} bytes in "
+            f"{time.monotonic() - self.started:.1f} s; at least "
+            f"{self.middleware.min_rate / 1024:.0f} kB/s after the first "
+            f"{self.middleware.grace_seconds:g} s); send the body faster or in smaller requests"
+        )
+
+
+class _Discarded(_Watched):
+    """A body the app discards unread (it answers 413), read under the deadline: a late
+    client gets 408 on the socket, and the app's answer then finds the socket shut."""
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = super().read(size)
+        if self.late:
+            BodyDeadline.refuse(self.sock, self.too_slow(None))
+        return chunk
+
+
+class BodyDeadline:
+    """WSGI middleware: bodies of up to ``max_bytes`` (by ``Content-Length``, or chunked) are
+    read before the app runs, within ``grace_seconds + received / min_rate`` seconds; late
+    ones get 408, malformed chunked ones 400. A longer body (the app answers 413 and discards
+    it) is read under the same deadline. Requests that did not come through gunicorn (no
+    ``gunicorn.socket``) pass through unchanged.
     """
 
     def __init__(
@@ -102,25 +154,42 @@ class BodyDeadline:
     def __call__(self, environ, start_response):
         sock = environ.get("gunicorn.socket")
         length = environ.get("CONTENT_LENGTH") or ""
-        if sock is None or not length.isdigit() or not 0 < int(length) <= self.max_bytes:
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if sock is None or not (chunked or length.isdigit() and int(length) > 0):
+            return self.app(environ, start_response)
+        if not chunked and int(length) > self.max_bytes:
+            environ["wsgi.input"] = _Discarded(environ["wsgi.input"], sock, self)
             return self.app(environ, start_response)
         try:
-            environ["wsgi.input"] = io.BytesIO(self.read(environ["wsgi.input"], sock, int(length)))
+            body = self.read(
+                _Watched(environ["wsgi.input"], sock, self), None if chunked else int(length)
+            )
         except BodyTooSlow as exc:
-            self.refuse(sock, f"{exc}; send the body faster or in smaller requests")
-            start_response("408 Request Timeout", [("Content-Type", "text/plain")])
-            return [b""]
-        environ["CONTENT_LENGTH"] = length
+            return self.answer(sock, start_response, "408 Request Timeout", str(exc))
+        except ParseException as exc:  # gunicorn's chunked reader: bad sizes or terminators
+            text = f"the chunked body is malformed ({exc}); send a Content-Length instead"
+            return self.answer(sock, start_response, "400 Bad Request", text)
+        # A body of known length now: the app checks it against MaxPayloadInMB (413) at once.
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
         return self.app(environ, start_response)
 
     @staticmethod
-    def refuse(sock: socket.socket, text: str) -> None:
-        """Answer 408 on ``sock`` itself and shut it: gunicorn drops an app's ``Connection:
-        close`` and would announce keep-alive on a connection whose body was not read; its own
-        write then fails (EPIPE, logged at debug level) and it closes the connection."""
+    def answer(sock: socket.socket, start_response, status: str, text: str) -> list[bytes]:
+        """Answer ``status`` on the socket (:meth:`refuse`); gunicorn's own answer then fails."""
+        BodyDeadline.refuse(sock, text, status)
+        start_response(status, [("Content-Type", "text/plain")])
+        return [b""]
+
+    @staticmethod
+    def refuse(sock: socket.socket, text: str, status: str = "408 Request Timeout") -> None:
+        """Answer ``status`` on ``sock`` itself and shut it: gunicorn drops an app's
+        ``Connection: close`` and would announce keep-alive on a connection whose body was not
+        read; its own write then fails (EPIPE, logged at debug level) and it closes the
+        connection."""
         body = text.encode("utf-8", "backslashreplace")
         head = (
-            "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
+            f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         )
         try:
@@ -129,32 +198,15 @@ class BodyDeadline:
         except OSError:  # the client has gone
             pass
 
-    def read(self, stream, sock: socket.socket, length: int) -> bytes:
-        """``length`` bytes of ``stream``, or :class:`BodyTooSlow`."""
-        started = time.monotonic()
-        chunks, received = [], 0
-        entry = None
-        try:
-            while received < length:
-                deadline = started + self.grace_seconds + received / self.min_rate
-                if time.monotonic() >= deadline:
-                    break
-                entry = self.watchdog.watch(sock, deadline, entry)
-                try:
-                    chunk = stream.read(min(CHUNK, length - received))
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                received += len(chunk)
-        finally:
-            if entry is not None:
-                self.watchdog.cancel(entry)
-        if received < length:
-            raise BodyTooSlow(
-                f"the body arrived too slowly ({received} of {length} bytes in "
-                f"{time.monotonic() - started:.1f} s; at least {self.min_rate / 1024:.0f} kB/s "
-                f"after the first {self.grace_seconds:g} s)"
-            )
+    def read(self, stream: _Watched, length: int | None) -> bytes:
+        """``length`` bytes of ``stream`` (all of a chunked body, but at most one byte more
+        than ``max_bytes``), or :class:`BodyTooSlow`."""
+        chunks, wanted = [], self.max_bytes + 1 if length is None else length
+        while stream.received < wanted:
+            chunk = stream.read(min(CHUNK, wanted - stream.received))
+            if not chunk:
+                break
+            chunks.append(chunk)
+        if stream.late or length is not None and stream.received < length:
+            raise BodyTooSlow(stream.too_slow(length))
         return b"".join(chunks)

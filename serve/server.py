@@ -13,8 +13,9 @@
   and while slow clients trickle their requests. :class:`mfrec.serve.workers.HeadFirstWorker`
   reads a request's head and its first 64 kB in the worker's event loop, so a connection holds
   no thread until that has arrived; the head must be complete within ``MFREC_HEADER_TIMEOUT``
-  seconds of its first byte and a body must arrive within ``MFREC_BODY_TIMEOUT`` seconds plus
-  one per 64 kB (:mod:`mfrec.serve.bodies`), else 408. The app computes at most
+  seconds of its first byte and a body (any body a thread reads, chunked or over the limit
+  too) must arrive within ``MFREC_BODY_TIMEOUT`` seconds plus one per 64 kB
+  (:mod:`mfrec.serve.bodies`), else 408. The app computes at most
   ``CONCURRENT_ANSWERS`` large answers at a time per worker, which bounds memory whatever the
   thread count; small ones are micro-batched (:mod:`mfrec.serve.batching`). Their ``timeout`` is a
   heartbeat of the worker's main loop, not a limit per request: a 100 MB batch body that takes

@@ -12,8 +12,8 @@ connection) without blocking in the worker's event loop instead:
   ``408 Request Timeout`` with ``Connection: close`` and the connection is closed; a
   connection that sends nothing is closed after gunicorn's ``keepalive`` seconds, as an idle
   kept-alive one is;
-- a body of known ``Content-Length`` is read in the loop too, until the request is complete
-  or :data:`STAGE_BYTES` bytes of it have arrived, within the body deadline of
+- a body (of known ``Content-Length``, or chunked) is read in the loop too, until the request
+  is complete or :data:`STAGE_BYTES` bytes of it have arrived, within the body deadline of
   :mod:`mfrec.serve.bodies` (the same 408); larger bodies are then read by the thread under
   that deadline, so a thread is held only by a client that has shown it sends;
 - a head larger than :data:`STAGE_BYTES` gets ``431`` and is closed.
@@ -47,6 +47,7 @@ from mfrec.serve import bodies
 HEADER_TIMEOUT = 10.0  # seconds from a request's first byte to the end of its headers
 STAGE_BYTES = 64 * 1024  # bytes of a request read in the loop: the largest head, and more
 HEAD_END = b"\r\n\r\n"
+CHUNKED = -1  # the body length of a chunked request
 SWEEP_SECONDS = 0.25  # how often deadlines are checked
 # gunicorn >= 24 discards what is left of a request's body before it keeps a connection alive;
 # older versions discard it when the next request is read, so the loop leaves those alone.
@@ -67,6 +68,15 @@ class _Waiting:
         self.head_done = 0.0  # when the head was complete
         self.body_length = 0  # bytes of body to read in the loop
 
+    def complete(self) -> bool:
+        """Whether the body has come (once the head has)."""
+        received = len(self.data) - self.head_end
+        if self.body_length == CHUNKED:  # it ends with the last chunk, "0", and an empty line;
+            # bytes that only look like that hand the request on early, and the thread reads
+            # the rest under the body deadline
+            return received >= len(b"0\r\n\r\n") and self.data.endswith(HEAD_END)
+        return received >= self.body_length
+
     def deadline(self, header_timeout: float, body_grace: float) -> float:
         """When the head, then the body, is late (as mfrec.serve.bodies: a grace, then a
         minimum rate)."""
@@ -78,16 +88,23 @@ class _Waiting:
 
 def _body_length(head: bytes, max_bytes: int) -> int:
     """How many body bytes of the request with ``head`` to read in the loop: its
-    ``Content-Length`` when that is the only framing and at most ``max_bytes`` (else 0: the
-    parser refuses what is malformed, and the app answers 413 without reading)."""
-    lengths, other = [], False
+    ``Content-Length`` when that is the only framing and at most ``max_bytes``; :data:`CHUNKED`
+    for a chunked body; else 0 (the parser refuses what is malformed, gunicorn answers
+    ``Expect: 100-continue`` before the body is sent, the app answers 413 without waiting)."""
+    lengths, codings, expect = [], [], False
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
         if name == b"content-length":
             lengths.append(value.strip())
-        other |= name in (b"transfer-encoding", b"expect")  # chunked; 100-continue
-    if other or len(lengths) != 1 or not lengths[0].isdigit():
+        elif name == b"transfer-encoding":
+            codings.append(value.strip().lower())
+        expect |= name == b"expect"
+    if expect:
+        return 0
+    if codings:
+        return CHUNKED if codings == [b"chunked"] and not lengths else 0
+    if len(lengths) != 1 or not lengths[0].isdigit():
         return 0
     return int(lengths[0]) if int(lengths[0]) <= max_bytes else 0
 
@@ -183,7 +200,7 @@ class HeadFirstWorker(ThreadWorker):
             waiting.head_end = end + len(HEAD_END)
             waiting.head_done = time.monotonic()
             waiting.body_length = _body_length(bytes(data[:end]), self.max_body_bytes)
-        if len(data) - waiting.head_end < waiting.body_length and len(data) < STAGE_BYTES:
+        if len(data) < STAGE_BYTES and not waiting.complete():
             return False
         self._hand_on(waiting)
         return True
@@ -224,8 +241,9 @@ class HeadFirstWorker(ThreadWorker):
                 f"{self.header_timeout:g} s ({len(waiting.data)} bytes came); send them at once"
             )
         received = len(waiting.data) - waiting.head_end
+        of = f" of {waiting.body_length}" if waiting.body_length > 0 else ""
         return (
-            f"the body arrived too slowly ({received} of {waiting.body_length} bytes; at least "
+            f"the body arrived too slowly ({received}{of} bytes; at least "
             f"{bodies.MIN_RATE / 1024:.0f} kB/s after the first {self.body_grace:g} s); send "
             "the body faster or in smaller requests"
         )

@@ -17,6 +17,7 @@ import time
 
 import psutil
 import pytest
+from gunicorn.http.errors import InvalidChunkSize
 from known_answer import known_answer
 
 from mfrec.local_server import LocalServer
@@ -237,6 +238,41 @@ def test_chunked_and_100_continue_requests_are_answered(server):
         assert _answers(sock, 1)[0].startswith(b"HTTP/1.1 200")
 
 
+@pytest.mark.parametrize(
+    "head, piece",
+    [
+        (b"Transfer-Encoding: chunked\r\n\r\n", b"1\r\n \r\n"),
+        (b"Content-Length: 50000000\r\n\r\n", b" "),  # over the limit: the app discards it
+    ],
+    ids=["chunked", "over-the-limit"],
+)
+def test_chunked_and_over_the_limit_bodies_that_trickle_get_408(server, head, piece):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\n" + head)
+        sock.settimeout(0.2)
+        answer, deadline = b"", time.monotonic() + GRACE_SECONDS + 5
+        while not answer and time.monotonic() < deadline:
+            try:
+                sock.sendall(piece)
+                answer = sock.recv(4096)
+            except TimeoutError:
+                pass
+            except OSError:  # answered and closed while sending
+                sock.settimeout(2)
+                answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"too slowly" in answer
+
+
+def test_a_malformed_chunked_body_gets_400(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"
+        )
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"malformed" in answer
+
+
 def test_a_head_over_64_kB_gets_431_and_is_closed(server):
     headers = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"a" * 1000) for n in range(70))
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
@@ -308,11 +344,73 @@ def test_the_middleware_passes_bodies_it_does_not_read_through():
     middleware = BodyDeadline(app, max_bytes=10, grace_seconds=0.05, watchdog=Watchdog())
     for environ in (
         {"CONTENT_LENGTH": "5", "wsgi.input": "no socket"},
-        {"CONTENT_LENGTH": "11", "gunicorn.socket": object(), "wsgi.input": "too long"},
         {"CONTENT_LENGTH": "", "gunicorn.socket": object(), "wsgi.input": "no length"},
     ):
         middleware(environ, lambda *args: None)
-    assert seen == ["no socket", "too long", "no length"]
+    assert seen == ["no socket", "no length"]
+
+
+def test_a_chunked_body_reaches_the_app_with_its_length():
+    seen = []
+
+    def app(environ, start_response):
+        seen.append((environ["CONTENT_LENGTH"], environ["wsgi.input"].read(), environ))
+        start_response("200 OK", [])
+        return [b""]
+
+    left, right = socket.socketpair()
+    with left, right:
+        environ = {
+            "HTTP_TRANSFER_ENCODING": "chunked",
+            "gunicorn.socket": left,
+            "wsgi.input": io.BytesIO(b"abc"),  # what gunicorn's chunked reader gives
+        }
+        BodyDeadline(app, max_bytes=10)(environ, lambda *args: None)
+    ((length, body, seen_environ),) = seen
+    assert (length, body) == ("3", b"abc") and "HTTP_TRANSFER_ENCODING" not in seen_environ
+
+
+class _BadChunks(io.RawIOBase):
+    def read(self, size: int = -1) -> bytes:
+        raise InvalidChunkSize(b"zz")
+
+
+def _refusal(environ_input, headers: dict, max_bytes: int = 100) -> bytes:
+    """What the client reads when ``BodyDeadline`` (2 ms/byte minimum rate after 0.05 s) gets
+    a request with ``headers`` and the body ``environ_input``; the app reads the body."""
+
+    def app(environ, start_response):
+        while environ["wsgi.input"].read(10):
+            pass
+        start_response("413 Request Entity Too Large", [])
+        return [b""]
+
+    left, right = socket.socketpair()
+    with left, right:
+        middleware = BodyDeadline(app, max_bytes=max_bytes, grace_seconds=0.05, min_rate=500)
+        environ = {**headers, "gunicorn.socket": left, "wsgi.input": environ_input}
+        middleware(environ, lambda status, headers: None)
+        right.settimeout(5)
+        return b"".join(iter(lambda: right.recv(4096), b""))  # until the middleware shut it
+
+
+def test_a_malformed_chunked_body_gets_400_and_is_closed():
+    answer = _refusal(_BadChunks(), {"HTTP_TRANSFER_ENCODING": "chunked"})
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Connection: close" in answer and b"the chunked body is malformed" in answer
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"HTTP_TRANSFER_ENCODING": "chunked"}, {"CONTENT_LENGTH": "1000"}],
+    ids=["chunked", "over-the-limit"],
+)
+def test_chunked_and_discarded_bodies_are_read_under_the_deadline(headers):
+    """A slow chunked body, and a body over the limit that the app reads to discard it (it
+    answers 413), get 408 and are closed: no body holds a thread past the deadline."""
+    answer = _refusal(_Trickling(0.03), headers, max_bytes=10)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert b"Connection: close" in answer and b"too slowly" in answer
 
 
 def test_a_body_slower_than_the_deadline_is_refused_with_408_and_closed():
