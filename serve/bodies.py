@@ -24,11 +24,13 @@ import socket
 import threading
 import time
 
-from gunicorn.http.errors import ParseException
+from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkSize, ParseException
 
 GRACE_SECONDS = 10.0  # what any client gets, whatever its speed
 MIN_RATE = 64 * 1024  # bytes per second a body must average beyond the grace
 CHUNK = 64 * 1024
+# gunicorn's complaints about a chunked body (OSErrors before gunicorn 24, like a lost client)
+MALFORMED = (ParseException, InvalidChunkSize, ChunkMissingTerminator)
 
 
 class Watchdog:
@@ -102,6 +104,8 @@ class _Watched:
         entry = middleware.watchdog.watch(self.sock, deadline)
         try:
             chunk = self.stream.read(size)
+        except MALFORMED:
+            raise
         except OSError:  # shut by the watchdog (gunicorn's NoMoreData is an OSError too)
             chunk = b""
         finally:
@@ -166,7 +170,7 @@ class BodyDeadline:
             )
         except BodyTooSlow as exc:
             return self.answer(sock, start_response, "408 Request Timeout", str(exc))
-        except ParseException as exc:  # gunicorn's chunked reader: bad sizes or terminators
+        except MALFORMED as exc:  # gunicorn's chunked reader: bad sizes or terminators
             text = f"the chunked body is malformed ({exc}); send a Content-Length instead"
             return self.answer(sock, start_response, "400 Bad Request", text)
         # A body of known length now: the app checks it against MaxPayloadInMB (413) at once.
