@@ -120,8 +120,13 @@ class SequenceTrainer:
             counts, config.negative_sampling, config.negative_alpha, self.sample_generator
         )
         self.item_logq = self.sampler.log_prob(torch.arange(data.num_items, device=device))
+        # auto: AUTO_SEQUENCE_NEGATIVES, at most the catalogue (an explicit value is checked
+        # against it by TrainConfig.check_catalogue)
+        self.num_negatives = config.negatives
+        if config.num_negatives is None:
+            self.num_negatives = min(config.negatives, data.num_items)
         self.untrained_loss = float(
-            sampled_softmax_loss(torch.zeros(1), torch.zeros(1, config.negatives))
+            sampled_softmax_loss(torch.zeros(1), torch.zeros(1, self.num_negatives))
         )
         self.sequences_per_step = max(1, config.batch_size // length)
         self.steps_per_epoch = max(1, math.ceil(len(windows) / self.sequences_per_step))
@@ -184,7 +189,7 @@ class SequenceTrainer:
         # point at the last item; their weight is 0, so they add nothing.
         targets = windows[:, 1:].unfold(1, self.config.next_items, 1)[:, :length]
         targets = targets.reshape(weights.shape).clamp(max=model.num_items - 1)
-        negatives = self.sampler.sample((self.config.negatives,))
+        negatives = self.sampler.sample((self.num_negatives,))
         positive = (outputs[:, None, :] * model.item_embeddings[targets]).sum(dim=2)
         positive = positive + model.item_biases[targets]
         negative = torch.addmm(

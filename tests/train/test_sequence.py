@@ -296,6 +296,11 @@ def test_the_sequence_models_own_defaults_apply_only_when_not_given():
     default = TrainConfig.from_hyperparameters({"model": "sequence"})
     assert (default.embedding_dim, default.dropout) == (64, 0.5)
     assert resolve_batch_size(default, "cpu").batch_size == 4096
+    # auto negatives: AUTO_SEQUENCE_NEGATIVES, at most the catalogue; an explicit value is kept
+    trainer = SequenceTrainer(successor_data(), default, CPU, horizon_epochs=1)
+    assert default.negatives > NUM_ITEMS and trainer.num_negatives == NUM_ITEMS
+    explicit = dataclasses.replace(default, num_negatives=5)
+    assert SequenceTrainer(successor_data(), explicit, CPU, horizon_epochs=1).num_negatives == 5
     assert (
         TrainConfig.from_hyperparameters({"model": "sequence", "embedding_dim": "32"}).embedding_dim
         == 32
