@@ -18,7 +18,10 @@ Each half-step solves, for every user u with H fixed (items: symmetric, with G =
 ``"cholesky"`` forms those systems (rows bucketed by length, padded histories multiplied by
 bmm, in chunks within a memory budget) and solves them exactly; ``"cg"`` takes ``cg_steps``
 conjugate-gradient steps from the current factors, each one sampled dense product (the dots
-h_i·v) and one sparse-dense product, never forming a d×d matrix per row.
+h_i·v) and one sparse-dense product, never forming a d×d matrix per row. On the CPU those
+products run tile by tile, each tile the entries whose fixed factors fit in 4 MB
+(:data:`TILE_BYTES`), so that the gathered rows stay in the cache (:func:`_tiles`): on 10M
+interactions this cut the CPU time of a CG iteration by about 2.5 times.
 
 Measured on this project's 2-core CPU machine (torch 2.13 CPU build, implicit 0.7.3), on
 synthetic data of 960K training interactions (50K users × 20K items, Zipf item popularity, 100
@@ -74,6 +77,9 @@ from mfrec.train.model import MatrixFactorization
 SOLVERS = ("cholesky", "cg")
 # Bytes of temporaries one chunk of rows may allocate; a chunk holds at least one row.
 CHUNK_BYTES = 256 * 2**20
+# Bytes of fixed factors that one tile of a sparse product reads (see _tiles), by device type;
+# other devices (CUDA) take all the columns in one tile.
+TILE_BYTES = {"cpu": 4 * 2**20}
 
 
 @dataclass(frozen=True)
@@ -118,18 +124,23 @@ def _csr_beta_accepted():
         yield
 
 
+Tile = tuple[int, int, torch.Tensor]  # first column, end column, CSR (rows, end - first)
+
+
 @dataclass
 class _Side:
-    """One side (users or items) of the interactions as CSR on the device: ``indices``,
-    ``conf`` (nnz,), ``indptr`` (n + 1,), ``reg`` (n,) = λ·r; the Cholesky chunks ``by_length``
-    (rows (R,), padded width); the CG chunks ``blocks`` (first row, end row, CSR (R, num_cols))."""
+    """One side (users or items) of the interactions on the device. ``reg`` (n,) = λ·r;
+    ``blocks``: the chunks of rows (first row, end row, tiles) that CG and the objective walk,
+    each tile a CSR of the chunk's entries in a range of columns; for Cholesky, the rows as
+    CSR (``indptr`` (n + 1,), ``indices`` and ``conf`` (nnz,)) and ``by_length``, chunks of
+    rows of about equal length (rows (R,), padded width)."""
 
-    indices: torch.Tensor
-    conf: torch.Tensor
-    indptr: torch.Tensor
     reg: torch.Tensor
-    by_length: list[tuple[torch.Tensor, int]]
-    blocks: list[tuple[int, int, torch.Tensor]]
+    blocks: list[tuple[int, int, list[Tile]]]
+    indptr: torch.Tensor | None = None
+    indices: torch.Tensor | None = None
+    conf: torch.Tensor | None = None
+    by_length: tuple[tuple[torch.Tensor, int], ...] = ()
 
 
 def _row_costs(lengths: np.ndarray, d: int) -> np.ndarray:
@@ -138,41 +149,79 @@ def _row_costs(lengths: np.ndarray, d: int) -> np.ndarray:
 
 
 @_csr_beta_accepted()
-def _side(rows, cols, conf, num_rows, num_cols, params, budget, device, share=None) -> _Side:
-    """Build a :class:`_Side` from entries sorted by row (NumPy arrays, shape (nnz,)); its
-    chunks cover the rows ``share`` = [start, stop) only (default: all), this process's."""
+def _side(rows, cols, conf, num_rows, num_cols, params, budget, device, share, tiled, exact):
+    """Build a :class:`_Side` from entries sorted by row then column (NumPy arrays, shape
+    (nnz,)); its chunks cover the rows ``share`` = [start, stop) only, this process's. The
+    tiles are built when ``tiled``, the Cholesky structures when ``exact``."""
     d = params.embedding_dim
     lengths = np.bincount(rows, minlength=num_rows)
-    first, last = share or (0, num_rows)
+    first, last = share
     starts = np.concatenate([[0], np.cumsum(lengths)])
-    indptr = torch.as_tensor(starts, device=device)
     reg = params.regularization * (lengths + params.alpha0 * num_cols) ** params.nu
-    indices = torch.as_tensor(cols, dtype=torch.int64, device=device)
-    conf = torch.as_tensor(conf, dtype=torch.float32, device=device)
-    # Cholesky: rows sorted by history length and cut where the length grows by 25 %, so that
-    # padding stays small; a row holds two (width, d) gathers and three (d, d) matrices.
+    side = _Side(torch.as_tensor(reg, dtype=torch.float32, device=device), [])
+    if tiled:
+        width = TILE_BYTES.get(device.type, 0) // (4 * d) or num_cols
+        for a, b in _cuts(np.cumsum(_row_costs(lengths[first:last], d)), budget):
+            a, b = a + first, b + first
+            lo, hi = int(starts[a]), int(starts[b])
+            tiles = _tiles(rows[lo:hi], cols[lo:hi], conf[lo:hi], a, b - a, num_cols, width)
+            side.blocks.append((a, b, [(c0, c1, t.to(device)) for c0, c1, t in tiles]))
+    if exact:
+        side.indptr = torch.as_tensor(starts, device=device)
+        side.indices = torch.as_tensor(cols, dtype=torch.int64, device=device)
+        side.conf = torch.as_tensor(conf, dtype=torch.float32, device=device)
+        side.by_length = _by_length(lengths, first, last, d, budget, device)
+    return side
+
+
+def _tiles(rows, cols, conf, first: int, num_rows: int, num_cols: int, width: int) -> list[Tile]:
+    """The entries of the rows [first, first + num_rows) (sorted by row then column) cut by
+    column into ranges of ``width``, each range a CSR (num_rows, width) on the CPU; empty
+    ranges are left out.
+
+    Why: a sparse product gathers one row of the fixed factors per entry. Once those factors
+    outgrow the processor's cache (250K × 64 floats is 64 MB), every gather misses it: 10M
+    interactions took 2.6 times as long per entry as 1M. A tile reads only ``width`` rows of
+    them, which stay in cache while its entries are processed."""
+    count = -(-num_cols // width)
+    if count > 1:  # a stable sort by tile keeps each tile's entries in row order
+        small = np.uint16 if count <= 2**16 else np.int64  # 16 bits: NumPy sorts by radix
+        block = (cols // width).astype(small)
+        order = np.argsort(block, kind="stable")
+        cuts = np.concatenate([[0], np.cumsum(np.bincount(block, minlength=count))])
+        del block
+        rows, cols, conf = rows[order], cols[order], conf[order]
+    else:
+        cuts = np.array([0, len(cols)])
+    tiles = []
+    for number, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+        if hi > lo:
+            c0, c1 = number * width, min(num_cols, (number + 1) * width)
+            lengths = np.bincount(rows[lo:hi] - first, minlength=num_rows)
+            matrix = torch.sparse_csr_tensor(
+                torch.as_tensor(np.concatenate([[0], np.cumsum(lengths)])),
+                torch.as_tensor(cols[lo:hi] - c0),
+                torch.as_tensor(conf[lo:hi], dtype=torch.float32), (num_rows, c1 - c0),
+                check_invariants=False,
+            )  # fmt: skip
+            tiles.append((c0, c1, matrix))
+    return tiles
+
+
+def _by_length(lengths, first, last, d, budget, device) -> tuple[tuple[torch.Tensor, int], ...]:
+    """Cholesky's chunks: rows sorted by history length and cut where the length grows by
+    25 %, so that padding stays small; a row holds two (width, d) gathers and three (d, d)
+    matrices."""
     order = np.argsort(lengths, kind="stable")
     order = order[(order >= first) & (order < last)]
     per_row = 4 * (2 * lengths[order] * d + 3 * d * d) + 24 * lengths[order]
     bucket = np.floor(np.log1p(lengths[order]) / np.log(1.25))
     edges = [0, *np.flatnonzero(np.diff(bucket)) + 1, len(order)]
-    by_length = [
+    return tuple(
         (torch.as_tensor(order[s + a : s + b], device=device), int(lengths[order[s + b - 1]]))
         for s, e in zip(edges[:-1], edges[1:], strict=True)
         for a, b in _cuts(np.cumsum(per_row[s:e]), budget)
-    ]
-    # CG: contiguous rows, each with eight (d,) vectors; an entry costs a few scalars.
-    blocks = []
-    for a, b in _cuts(np.cumsum(_row_costs(lengths[first:last], d)), budget):
-        a, b = a + first, b + first
-        lo, hi = int(starts[a]), int(starts[b])
-        matrix = torch.sparse_csr_tensor(
-            indptr[a : b + 1] - lo, indices[lo:hi], conf[lo:hi], (b - a, num_cols),
-            check_invariants=False,
-        )  # fmt: skip
-        blocks.append((a, b, matrix))
-    reg = torch.as_tensor(reg, dtype=torch.float32, device=device)
-    return _Side(indices, conf, indptr, reg, by_length, blocks)
+    )
 
 
 def _cuts(cumulative: np.ndarray, budget: int) -> list[tuple[int, int]]:
@@ -224,16 +273,20 @@ def _solve_cholesky(side: _Side, fixed, gram, alpha0: float, out) -> None:
 @_csr_beta_accepted()
 def _solve_cg(side: _Side, fixed, gram, alpha0: float, out, steps: int) -> None:
     """Improve ``out`` (n, d) in place by ``steps`` CG steps on every row's system. A product
-    A_u v = α0 G v + λ r_u v + Σ_i c_ui (h_i·v) h_i takes one sampled dense product (the dots,
-    SDDMM) and one sparse-dense product: no (nnz, d) gather, no d×d matrix per row."""
-    for r0, r1, matrix in side.blocks:
+    A_u v = α0 G v + λ r_u v + Σ_i c_ui (h_i·v) h_i takes, per tile, one sampled dense product
+    (the dots, SDDMM) and one sparse-dense product: no (nnz, d) gather, no d×d matrix per row."""
+    for r0, r1, tiles in side.blocks:
         reg = side.reg[r0:r1, None]
 
-        def product(v, shift=0.0, matrix=matrix, reg=reg):
+        def product(v, shift=0.0, tiles=tiles, reg=reg):
             """A v, or with ``shift=1`` A v - b: the dots h_i·v become h_i·v - 1."""
-            dots = torch.sparse.sampled_addmm(matrix, v, fixed.T, beta=0.0)
-            dots.values().sub_(shift).mul_(matrix.values())
-            return torch.addmm(v * reg, v, gram, alpha=alpha0).add_(dots @ fixed)
+            image = torch.addmm(v * reg, v, gram, alpha=alpha0)
+            for c0, c1, tile in tiles:
+                part = fixed[c0:c1]
+                dots = torch.sparse.sampled_addmm(tile, v, part.T, beta=0.0)
+                dots.values().sub_(shift).mul_(tile.values())
+                image.addmm_(dots, part)
+            return image
 
         x = out[r0:r1]  # updated in place
         residual = product(x, shift=1.0).neg_()
@@ -254,15 +307,41 @@ def _pairs(data: Interactions, confidences):
     """Distinct (user, item) pairs sorted by user then item, with summed confidences: users,
     items (int64) and confidences (float32), each of shape (nnz,)."""
     n = len(data)
-    conf = np.ones(n) if confidences is None else np.asarray(confidences, dtype=np.float64)
-    if conf.shape != (n,):
+    conf = None if confidences is None else np.asarray(confidences, dtype=np.float64)
+    if conf is not None and conf.shape != (n,):
         raise DataValidationError(f"confidences have shape {conf.shape}, expected ({n},)")
-    if n and not (np.isfinite(conf).all() and conf.min() >= 0):
+    if n and conf is not None and not (np.isfinite(conf).all() and conf.min() >= 0):
         raise DataValidationError("confidences must be finite and >= 0")
-    key = data.user_idx.astype(np.int64) * data.num_items + data.item_idx
-    pairs, inverse = np.unique(key, return_inverse=True)
-    summed = np.bincount(inverse.reshape(-1), weights=conf, minlength=len(pairs))
-    return pairs // data.num_items, pairs % data.num_items, summed.astype(np.float32)
+    users = data.user_idx.astype(np.int64, copy=False)
+    items = data.item_idx.astype(np.int64, copy=False)
+    key = users * data.num_items + items
+    if not (key[1:] >= key[:-1]).all():  # a stable sort, so sums run in the data's order
+        order = _stable_order(key)
+        key = key[order]
+        conf = None if conf is None else conf[order]
+        users = items = None
+    fresh = key[1:] != key[:-1]
+    if fresh.all():  # no repeated pairs
+        summed = np.ones(n, np.float32) if conf is None else conf.astype(np.float32)
+    else:  # the first of each run of equal keys; np.unique's answer at a tenth of its time
+        first = np.flatnonzero(np.concatenate([[True], fresh]))
+        ones = np.ones(n) if conf is None else conf
+        summed = np.add.reduceat(ones, first).astype(np.float32)
+        key, users = key[first], None
+    if users is None:
+        users, items = np.divmod(key, data.num_items)
+    return users, items, summed
+
+
+def _stable_order(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` of non-negative int64 keys, by 16-bit digits while
+    the keys are below 2**32 (NumPy sorts 16-bit integers by a radix sort, in linear time;
+    its stable sort of int64 takes six times as long on 10M shuffled keys)."""
+    if not len(keys) or keys.max() >= 2**32:
+        return np.argsort(keys, kind="stable")
+    order = np.argsort(keys.astype(np.uint16), kind="stable")  # the low 16 bits
+    high = (keys >> 16).astype(np.uint16)[order]
+    return order[np.argsort(high, kind="stable")]
 
 
 class IALSTrainer:
@@ -296,9 +375,9 @@ class IALSTrainer:
         self.params, self.device = params, torch.device(device)
         self.group = distributed.current()
         users, items, conf = _pairs(data, confidences)
-        by_item = np.lexsort((users, items))
+        # The item side: the same pairs sorted by item then user.
+        by_item = _stable_order(items)
         sizes = (data.num_users, data.num_items)
-        args = (params, chunk_bytes, self.device)
         # Each process solves a share of the users and of the items, of about equal cost, and
         # the shares are all-gathered after each half-step (module docstring).
         d, world = params.embedding_dim, self.group.world_size
@@ -306,14 +385,17 @@ class IALSTrainer:
             distributed.shard_bounds(_row_costs(np.bincount(rows, minlength=n), d), world)
             for rows, n in ((users, sizes[0]), (items, sizes[1]))
         )
-        rank = self.group.rank
+        rank, exact = self.group.rank, params.solver == "cholesky"
+        # The objective walks the users' tiles; the items' are needed by CG only.
+        args = (params, chunk_bytes, self.device)
         self._sides = (
-            _side(users, items, conf, *sizes, *args, share=self._bounds[0][rank]),
+            _side(users, items, conf, *sizes, *args, self._bounds[0][rank], True, exact),
             _side(
                 items[by_item], users[by_item], conf[by_item], *sizes[::-1], *args,
-                share=self._bounds[1][rank],
+                self._bounds[1][rank], not exact, exact,
             ),
         )  # fmt: skip
+        del users, items, conf, by_item
         d = params.embedding_dim
         self.model = MatrixFactorization(*sizes, d, user_bias=False, seed=params.seed)
         # Rendle's start N(0, (init_scale/√d)²), drawn on the CPU so that a seed gives the same
@@ -386,10 +468,13 @@ class IALSTrainer:
             (user_factors.T @ user_factors) * (item_factors.T @ item_factors), dtype=torch.float64
         )
         observed = torch.zeros((), dtype=torch.float64, device=total.device)
-        for r0, r1, matrix in users.blocks:  # this process's users
-            dots = torch.sparse.sampled_addmm(matrix, user_factors[r0:r1], item_factors.T, beta=0.0)
-            residual = (1 - dots.values()).square()
-            observed += torch.sum(matrix.values() * residual, dtype=torch.float64)
+        for r0, r1, tiles in users.blocks:  # this process's users
+            for c0, c1, tile in tiles:
+                dots = torch.sparse.sampled_addmm(
+                    tile, user_factors[r0:r1], item_factors[c0:c1].T, beta=0.0
+                )
+                residual = (1 - dots.values()).square()
+                observed += torch.sum(tile.values() * residual, dtype=torch.float64)
         total += self.group.all_reduce_(observed.reshape(1))[0]
         for side, factors in ((users, user_factors), (items, item_factors)):
             total += torch.sum(side.reg * factors.square().sum(1), dtype=torch.float64)
