@@ -11,10 +11,10 @@ connection with a 2 s timeout:
 - ``bodies``: a complete head announcing a 1 MB body, then 1 byte every 0.5 s.
 
 Recorded: pings answered 200 within 2 s (of 12), the slowest ping, and how the tricklers were
-cut (408s, and the median seconds a trickling connection lived). Then ``throughput``:
-single-record requests from 1 and 8 client threads on kept-alive connections for a few
-seconds, with each worker, in the same run (the machine's cores are shared, so only figures of
-one run compare).
+cut (408s, and the median seconds a trickling connection lived). Then ``throughput``: one
+server per worker, all up at once (ports 18701, 18702), get single-record requests from 1 and
+8 client threads on kept-alive connections in 1.5 s bursts that alternate between them (the
+machine's cores are shared and its load drifts: only alternated figures compare).
 
     python -m benchmarks.slow_clients                                  # everything
     python -m benchmarks.slow_clients --counts 64,256 --kinds headers --workers head-first
@@ -35,10 +35,12 @@ import sys
 import threading
 import time
 
+import numpy as np
+
 from benchmarks.common import Table, run_header, write_and_print
 from benchmarks.serving import model_dir
 
-PORT = 18701
+PORT = 18701  # the server under slow clients; 18702 too for the throughput comparison
 WORKERS = {"head-first": "mfrec.serve.workers.HeadFirstWorker", "gthread": "gthread"}
 SERVE = (
     "import sys; from mfrec.serve import server; server.WORKER_CLASS = sys.argv[1]; "
@@ -51,13 +53,16 @@ BODY_HEAD = (
     b"Content-Length: 1000000\r\n\r\n"
 )
 PINGS = 12
+BURST_SECONDS = 1.5
 NUM_USERS, NUM_ITEMS = 10_000, 5_000
 
 
 class Server:
-    """``mfrec serve`` with ``worker_class`` in a child process, stopped with SIGTERM."""
+    """``mfrec serve`` with ``worker_class`` on ``port`` in a child process, stopped with
+    SIGTERM."""
 
-    def __init__(self, worker_class: str, log) -> None:
+    def __init__(self, worker_class: str, log, port: int = PORT) -> None:
+        self.port = port
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -65,7 +70,7 @@ class Server:
                 SERVE,
                 worker_class,
                 str(model_dir(NUM_USERS, NUM_ITEMS)),
-                str(PORT),
+                str(port),
             ],
             env={**os.environ, "MFREC_DEVICE": "cpu"},
             stdout=log,
@@ -76,7 +81,7 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited ({self.process.returncode}); see its log")
             try:
-                if ping()[0] == 200:
+                if ping(port=port)[0] == 200:
                     return
             except OSError:
                 time.sleep(0.1)
@@ -87,9 +92,9 @@ class Server:
         self.process.wait(60)
 
 
-def ping(timeout: float = 2.0) -> tuple[int | None, float]:
+def ping(timeout: float = 2.0, port: int = PORT) -> tuple[int | None, float]:
     started = time.perf_counter()
-    connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=timeout)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request("GET", "/ping")
         status = connection.getresponse().status
@@ -163,39 +168,70 @@ def slow_clients(kind: str, count: int) -> dict:
     }
 
 
-def throughput(clients: int, seconds: float) -> dict:
-    """Single-record requests from ``clients`` threads on kept-alive connections."""
-    counts, errors, stop = [0] * clients, [0] * clients, threading.Event()
+def burst(port: int, clients: int, seconds: float) -> tuple[int, int, list[float]]:
+    """Single-record requests from ``clients`` threads on kept-alive connections for
+    ``seconds``: (answered, errors, latencies in seconds)."""
+    answered, errors, latencies, stop = [0], [0], [], threading.Event()
 
     def client(slot: int) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         number = slot
         while not stop.is_set():
             body = json.dumps({"user_id": f"u{number % NUM_USERS:07d}", "top_n": 10})
             number += clients
+            started = time.perf_counter()
             try:
                 connection.request(
                     "POST", "/invocations", body, {"Content-Type": "application/json"}
                 )
                 response = connection.getresponse()
                 response.read()
-                counts[slot] += response.status == 200
-                errors[slot] += response.status != 200
+                ok = response.status == 200
             except (OSError, http.client.HTTPException):
-                errors[slot] += 1
+                ok = False
                 connection.close()
+            latencies.append(time.perf_counter() - started)
+            answered[0] += ok
+            errors[0] += not ok
         connection.close()
 
     threads = [threading.Thread(target=client, args=(slot,)) for slot in range(clients)]
-    started = time.perf_counter()
     for thread in threads:
         thread.start()
     time.sleep(seconds)
     stop.set()
     for thread in threads:
         thread.join(60)
-    elapsed = time.perf_counter() - started
-    return {"requests_per_s": round(sum(counts) / elapsed, 1), "errors": sum(errors)}
+    return answered[0], errors[0], latencies
+
+
+def throughput(names: list[str], seconds: float, log) -> dict:
+    """Each worker's server up at once (ports 18701, 18702, ...); bursts of 1 and 8 clients
+    alternate between them until each had about ``seconds``, so that the shared machine's
+    load drifts alike for all."""
+    servers = {name: Server(WORKERS[name], log, PORT + n) for n, name in enumerate(names)}
+    got = {(name, clients): [0, 0, []] for name in names for clients in (1, 8)}
+    try:
+        rounds = max(1, round(seconds / BURST_SECONDS))
+        for _ in range(rounds):
+            for (name, clients), total in got.items():
+                answered, errors, latencies = burst(servers[name].port, clients, BURST_SECONDS)
+                total[0] += answered
+                total[1] += errors
+                total[2] += latencies
+    finally:
+        for server in servers.values():
+            server.stop()
+    results = {}
+    for (name, clients), (answered, errors, latencies) in got.items():
+        p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
+        results[f"{name}/throughput/{clients}"] = {
+            "requests_per_s": round(answered / (rounds * BURST_SECONDS), 1),
+            "errors": errors,
+            "p50_ms": round(float(p50), 2),
+            "p99_ms": round(float(p99), 2),
+        }
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,12 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     speed = Table(
-        "Single-record requests on kept-alive connections (same run)",
-        ["worker", "clients", "req/s", "errors"],
+        "Single-record requests on kept-alive connections (both servers up, bursts alternated)",
+        ["worker", "clients", "req/s", "errors", "p50 ms", "p99 ms"],
     )
     results = {}
     with open("/tmp/mfrec-bench-slow-clients.log", "w") as log:
-        for name in args.workers.split(","):
+        names = args.workers.split(",")
+        for name in names if args.kinds else ():
             server = Server(WORKERS[name], log)
             try:
                 for kind in filter(None, args.kinds.split(",")):
@@ -249,20 +286,23 @@ def main(argv: list[str] | None = None) -> int:
                         )
                         print(trickling.rows[-1], flush=True)
                         time.sleep(3)  # the last tricklers' connections are closed
-                for clients in (1, 8) if args.throughput_seconds else ():
-                    got = throughput(clients, args.throughput_seconds)
-                    results[f"{name}/throughput/{clients}"] = got
-                    speed.rows.append([name, clients, got["requests_per_s"], got["errors"]])
-                    print(speed.rows[-1], flush=True)
             finally:
                 server.stop()
+        if args.throughput_seconds:
+            got = throughput(names, args.throughput_seconds, log)
+            results.update(got)
+            for key, row in got.items():
+                name, _, clients = key.split("/")
+                speed.rows.append([name, int(clients), *row.values()])
+                print(speed.rows[-1], flush=True)
     notes = [
         "gthread: gunicorn's own worker (before the header fix); head-first: mfrec's "
         "(requests read in the event loop, MFREC_HEADER_TIMEOUT and MFREC_BODY_TIMEOUT 10 s)",
         "cuts: trickling connections the server closed during the measurement; 408s: those "
         "that got a 408 first; median life: seconds from connect to cut",
     ]
-    return write_and_print(header, [trickling, speed], results, notes, args.out_dir)
+    tables = [table for table in (trickling, speed) if table.rows]
+    return write_and_print(header, tables, results, notes, args.out_dir)
 
 
 if __name__ == "__main__":
