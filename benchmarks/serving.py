@@ -329,9 +329,10 @@ def bench_startup(sizes: list[tuple[int, int]]):
         ["no model: `python -c 'import mfrec.serve.server'`", 0, f"{imports:.1f}", ""]
     )
     table.notes.append(
-        "includes Python and torch imports, the SHA-256 check of the artifact, the array checks, "
-        "the item id dictionary and the fork of the worker; the arrays are memory-mapped and "
-        "the user id dictionary is built after the port opens"
+        "includes Python and torch imports, the SHA-256 check of the artifact (on a thread "
+        "started before the imports), the array checks, the item id dictionary, the fork of the "
+        "worker and its warm-up; the arrays are memory-mapped and the user id dictionary is "
+        "built after the port opens"
     )
     return [table], results
 
