@@ -28,7 +28,10 @@ sizes. ALS counts every row as one interaction (repeated pairs add up).
   solver calls of an iteration, so the conversion, transpose and initialisation inside ``fit``
   are excluded (reported as setup: fit's wall time minus the iterations).
 
-Seconds per iteration are the median over the iterations run (also the minimum and the first).
+Seconds per iteration are the median over the iterations run (also the minimum and the first),
+and beside them the process's CPU seconds over the same span (``time.process_time``): on this
+shared machine the wall time of a 2-thread run swings with the other jobs' load (implicit's
+10M iteration took 3.9 s at load 1.5 and 16 s at load 6), its CPU time far less.
 Peak RSS is the worker's own ``VmHWM`` (the interpreter, torch or implicit, the data, the
 model; not ``ru_maxrss``, which would include the parent's, see :func:`own_peak_rss_mib`).
 The 1-minute load average is sampled every 5 s throughout and reported.
@@ -417,17 +420,19 @@ def time_ials(data, solver: str, args) -> dict:
     params = IALSParams(embedding_dim=args.factors, solver=solver)
     trainer = IALSTrainer(data, params, torch.device("cpu"))
     setup = time.perf_counter() - started
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for _ in range(args.iterations):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         losses.append(trainer.run_epoch())
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu_started)
     started = time.perf_counter()
     trainer.objective()
     objective = time.perf_counter() - started
     return {
         "setup_seconds": setup,
         "iteration_seconds": times,
+        "iteration_cpu_seconds": cpu_times,
         "objective_seconds": objective,
         "losses": losses,
         "settings": {"solver": solver, "cg_steps": params.cg_steps},
@@ -443,7 +448,12 @@ def time_implicit(data, args) -> dict:
     started = time.perf_counter()
     matrix = peers.user_item_matrix(data, binary=False)
     matrix_seconds = time.perf_counter() - started
-    times = []
+    times, clock = [], [time.process_time()]
+
+    def on_iteration(_iteration, elapsed, _loss):
+        times.append(elapsed)
+        clock.append(time.process_time())
+
     with threadpoolctl.threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(
             factors=args.factors,
@@ -452,9 +462,8 @@ def time_implicit(data, args) -> dict:
             num_threads=args.threads,
         )
         started = time.perf_counter()
-        model.fit(
-            matrix, show_progress=False, callback=lambda _i, elapsed, _l: times.append(elapsed)
-        )
+        clock[0] = time.process_time()
+        model.fit(matrix, show_progress=False, callback=on_iteration)
         fit = time.perf_counter() - started
     settings = {name: getattr(model, name) for name in ("regularization", "alpha", "cg_steps")}
     return {
@@ -462,6 +471,8 @@ def time_implicit(data, args) -> dict:
         "matrix_seconds": matrix_seconds,
         "fit_seconds": fit,
         "iteration_seconds": times,
+        # Between callbacks; the first also holds fit's conversion and initialisation.
+        "iteration_cpu_seconds": list(np.diff(clock)),
         "settings": settings,
     }
 
@@ -483,6 +494,7 @@ def worker(args) -> int:
         num_users=data.num_users,
         num_items=data.num_items,
         median_seconds=float(np.median(times)),
+        median_cpu_seconds=float(np.median(found["iteration_cpu_seconds"])),
         min_seconds=float(min(times)),
         first_seconds=times[0],
         rss_before_mib=rss_before,
@@ -513,6 +525,9 @@ def run_iteration(size: str, args) -> dict:
     for system, summary in found["systems"].items():
         if system != "implicit" and implicit:
             summary["over_implicit"] = summary["median_seconds"] / implicit["median_seconds"]
+            summary["cpu_over_implicit"] = (
+                summary["median_cpu_seconds"] / implicit["median_cpu_seconds"]
+            )
     return found
 
 
@@ -525,6 +540,7 @@ def iteration_table(results: dict, args) -> common.Table:
             "s / iteration: median [min]",
             "first",
             "÷ implicit (target ≤ 1)",
+            "CPU s / iteration (÷ implicit)",
             "setup s",
             "objective s",
             "peak RSS MiB (data loaded)",
@@ -532,7 +548,7 @@ def iteration_table(results: dict, args) -> common.Table:
     )
     for size, found in results.items():
         for system, s in found["systems"].items():
-            ratio = s.get("over_implicit")
+            ratio, cpu_ratio = s.get("over_implicit"), s.get("cpu_over_implicit")
             table.rows.append(
                 [
                     f"{size} ({s['interactions']:,})",
@@ -540,6 +556,8 @@ def iteration_table(results: dict, args) -> common.Table:
                     f"{s['median_seconds']:.3f} [{s['min_seconds']:.3f}]",
                     s["first_seconds"],
                     "–" if ratio is None else f"{ratio:.2f}" + (" (met)" if ratio <= 1 else ""),
+                    f"{s['median_cpu_seconds']:.3f}"
+                    + ("" if cpu_ratio is None else f" ({cpu_ratio:.2f})"),
                     s["setup_seconds"],
                     s.get("objective_seconds"),
                     f"{s['peak_rss_mib']:.0f} ({s['rss_before_mib']:.0f})",
@@ -551,7 +569,10 @@ def iteration_table(results: dict, args) -> common.Table:
         "and item half-steps plus the objective L it returns; 'objective s' is that L alone), "
         "setup = building the trainer; implicit: the per-iteration seconds its fit passes to "
         "the callback (the two solver calls), setup = fit's wall time minus them (conversion, "
-        "transpose, initialisation); ratios from medians"
+        "transpose, initialisation); ratios from medians. CPU s: the process's CPU time over "
+        "the same span (implicit: between its callbacks), median; it does not count the time "
+        "other jobs hold the cores, so it varies less with the load than the wall time (with "
+        "2 threads it includes the time a thread spins waiting for the other)"
     )
     return table
 

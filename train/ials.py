@@ -375,8 +375,6 @@ class IALSTrainer:
         self.params, self.device = params, torch.device(device)
         self.group = distributed.current()
         users, items, conf = _pairs(data, confidences)
-        # The item side: the same pairs sorted by item then user.
-        by_item = _stable_order(items)
         sizes = (data.num_users, data.num_items)
         # Each process solves a share of the users and of the items, of about equal cost, and
         # the shares are all-gathered after each half-step (module docstring).
@@ -386,16 +384,18 @@ class IALSTrainer:
             for rows, n in ((users, sizes[0]), (items, sizes[1]))
         )
         rank, exact = self.group.rank, params.solver == "cholesky"
-        # The objective walks the users' tiles; the items' are needed by CG only.
+        # The objective walks the users' tiles; the items' are needed by CG only. One side at
+        # a time, each side's arrays freed once it is built (peak memory).
         args = (params, chunk_bytes, self.device)
-        self._sides = (
-            _side(users, items, conf, *sizes, *args, self._bounds[0][rank], True, exact),
-            _side(
-                items[by_item], users[by_item], conf[by_item], *sizes[::-1], *args,
-                self._bounds[1][rank], not exact, exact,
-            ),
-        )  # fmt: skip
-        del users, items, conf, by_item
+        user_side = _side(users, items, conf, *sizes, *args, self._bounds[0][rank], True, exact)
+        by_item = _stable_order(items)  # the same pairs sorted by item, then user
+        items, users, conf = items[by_item], users[by_item], conf[by_item]
+        del by_item
+        item_side = _side(
+            items, users, conf, *sizes[::-1], *args, self._bounds[1][rank], not exact, exact
+        )
+        self._sides = (user_side, item_side)
+        del users, items, conf
         d = params.embedding_dim
         self.model = MatrixFactorization(*sizes, d, user_bias=False, seed=params.seed)
         # Rendle's start N(0, (init_scale/√d)²), drawn on the CPU so that a seed gives the same
