@@ -1,4 +1,5 @@
-"""Two checks of benchmark T on a GPU that ``scripts/gpu-check`` runs beside ``benchmarks.gpu``.
+"""Checks on a GPU that ``scripts/gpu-check`` runs beside ``benchmarks.gpu``: two of benchmark T
+here, three more in :mod:`benchmarks.gpu_more` (``ials-iteration``, ``processes``, ``sequence``).
 
 - ``phases``: peak device memory per phase of a training job, in the order
   :class:`mfrec.train.phases.TrainingRun` runs them: the fit (trainer on FIT, its epochs),
@@ -11,6 +12,9 @@
     python -m benchmarks.gpu_checks phases --size 10m --out result.json
     python -m benchmarks.gpu_checks agreement --out result.json
     python -m benchmarks.gpu_checks agreement --allow-cpu --epochs 1 --out result.json
+    python -m benchmarks.gpu_checks ials-iteration --size 10m --factors 64,256 --out result.json
+    python -m benchmarks.gpu_checks processes --models ials,sgd --out result.json
+    python -m benchmarks.gpu_checks sequence --size 10m --steps 200 --out result.json
 
 ``--allow-cpu`` runs on the CPU where there is no GPU (to test this script; memory is then
 reported as None).
@@ -24,7 +28,13 @@ import json
 import time
 from pathlib import Path
 
-from benchmarks import speed
+from benchmarks import gpu_more, speed
+
+MORE = {
+    "ials-iteration": gpu_more.ials_iteration,
+    "processes": gpu_more.processes,
+    "sequence": gpu_more.sequence,
+}
 
 
 def _device(allow_cpu: bool):
@@ -140,18 +150,28 @@ def agreement(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu_checks", description=__doc__)
-    parser.add_argument("check", choices=("phases", "agreement"))
-    parser.add_argument("--size", default="10m", help="synthetic size for phases")
+    parser.add_argument("check", choices=("phases", "agreement", *MORE))
+    parser.add_argument("--size", default="10m", help="synthetic size (not agreement, processes)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--embedding-dim", type=int, default=128)
     parser.add_argument("--synth-dir", default=str(speed.DATA_DIR))
     parser.add_argument("--eval-users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--factors", default="64,256", help="ials-iteration: comma-separated")
+    parser.add_argument("--iterations", type=int, default=5, help="ials-iteration: timed")
+    parser.add_argument("--steps", type=int, default=200, help="sequence: timed steps")
+    parser.add_argument("--warmup-steps", type=int, default=10, help="sequence: untimed steps")
+    parser.add_argument("--models", default="ials,sgd", help="processes: comma-separated")
+    parser.add_argument("--data", help="processes: CSV (default: the packaged synthetic data)")
+    parser.add_argument("--run-timeout", type=float, default=120, help="processes: per run (s)")
     parser.add_argument("--allow-cpu", action="store_true")
     parser.add_argument("--out", required=True, help="JSON result file")
     args = parser.parse_args(argv)
     args.data_dir = None
-    result = phases(args) if args.check == "phases" else agreement(args)
+    if args.check in MORE:
+        result = MORE[args.check](args, _device(args.allow_cpu))
+    else:
+        result = phases(args) if args.check == "phases" else agreement(args)
     Path(args.out).write_text(json.dumps(result, indent=1, default=float))
     print(json.dumps(result, default=float))
     return 0
