@@ -144,7 +144,7 @@ def test_one_row_chunks_solve_like_one_chunk(solver):
     params = IALSParams(embedding_dim=8, solver=solver)
     whole = IALSTrainer(data, params, CPU)
     single = IALSTrainer(data, params, CPU, chunk_bytes=1)
-    assert len(whole._sides[0].blocks) == 1
+    assert len(whole._sides[0].blocks) >= ials.CPU_CHUNKS
     assert len(single._sides[0].blocks) == data.num_users
     if solver == "cholesky":
         assert len(single._sides[0].by_length) == data.num_users
@@ -191,6 +191,21 @@ def test_tiles_cut_by_column_solve_like_one_tile(monkeypatch):
     for a, b in zip(factors(whole), factors(tiled), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
     assert tiled.objective() == pytest.approx(whole.objective(), rel=1e-6)
+
+
+def test_threads_sharing_the_chunks_give_one_threads_factors_exactly():
+    data, params = random_data(), IALSParams(embedding_dim=8)
+    alone = fit(data, params, 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # each chunk on one of 2 threads, its products single-threaded
+    try:
+        shared = fit(data, params, 2)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.get_num_threads() == threads
+    for a, b in zip(alone._factors(), shared._factors(), strict=True):
+        assert torch.equal(a, b)
+    assert shared.objective() == alone.objective()
 
 
 @pytest.mark.parametrize("order", ["shuffled", "sorted", "sorted-distinct"])
