@@ -21,7 +21,9 @@ conjugate-gradient steps from the current factors, each one sampled dense produc
 h_i·v) and one sparse-dense product, never forming a d×d matrix per row. On the CPU those
 products run tile by tile, each tile the entries whose fixed factors fit in 4 MB
 (:data:`TILE_BYTES`), so that the gathered rows stay in the cache (:func:`_tiles`): on 10M
-interactions this cut the CPU time of a CG iteration by about 2.5 times.
+interactions this cut the CPU time of a CG iteration by about 2.5 times. The CPU's threads
+share the chunks of rows (:func:`_over_chunks`), so the factors do not depend on the number of
+threads. (The table below predates both.)
 
 Measured on this project's 2-core CPU machine (torch 2.13 CPU build, implicit 0.7.3), on
 synthetic data of 960K training interactions (50K users × 20K items, Zipf item popularity, 100
