@@ -6,7 +6,7 @@
   :class:`~mfrec.train.ials.IALSTrainer` with the default ``cg`` solver, each ``run_epoch()``
   timed after the trainer is built, the device synchronised around it). Anchor: implicit's
   published 0.30 s per iteration on MovieLens 20M at 256 factors on an A6000.
-- ``processes`` (issue 14): the plain one-device job (``CUDA_VISIBLE_DEVICES=0`` on a GPU) against
+- ``processes`` (issue 14): the plain one-device job (one visible GPU, on a GPU) against
   ``mfrec train --processes 1`` on the same data and seed, for ``model=ials`` and ``model=sgd``,
   and ``--processes 2`` where the host has 2 GPUs (always on the CPU: gloo). Each run is a
   ``mfrec train`` process; reported: exit code, wall seconds, VALID NDCG@10 (``model.json``) and
@@ -224,7 +224,8 @@ def processes(args, device) -> dict:
     if device.type == "cpu":
         common += " device=cpu"
     # On a GPU the plain job sees one GPU (with several, its default would be one process each).
-    plain_env = {"CUDA_VISIBLE_DEVICES": "0"} if gpus else {}
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
+    plain_env = {"CUDA_VISIBLE_DEVICES": first} if gpus else {}
     variants = [("processes-1", ["--processes", "1"])]
     if gpus >= 2 or device.type == "cpu":
         variants.append(("processes-2", ["--processes", "2"]))
