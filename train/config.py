@@ -33,10 +33,6 @@ AUTO_BATCH = {"cpu": 1024, "cuda": 16384}
 # large-batch rule (512 negatives, a schedule and patience twice as long) gave the smoothest
 # VALID curve on MovieLens 100K (benchmarks/NOTES.md, "The sequence model").
 AUTO_SEQUENCE_BATCH = {"cpu": 4096, "cuda": 16384}
-# num_negatives=auto of the sequence model: shared negatives per step, at most the catalogue
-# (SequenceTrainer caps it). 1,600 of MovieLens 100K's 1,682 items gave VALID NDCG@10 0.184
-# against 0.176 with the large-batch rule's 512 (benchmarks/NOTES.md, "The sequence model").
-AUTO_SEQUENCE_NEGATIVES = 2048
 # embedding_dim when not given: the sequence model's blocks overfit MovieLens 100K at 128
 # (VALID NDCG@10 0.157 against 0.176 at 64; benchmarks/NOTES.md, "The sequence model").
 DEFAULT_EMBEDDING_DIM = {"sgd": 128, "ials": 128, "auto": 128, "sequence": 64}
@@ -161,11 +157,9 @@ class TrainConfig:
         """``num_negatives`` with "auto" resolved for the chosen loss and batch size: the
         softmax's shared negatives grow as the square root of the batch beyond
         :data:`REFERENCE_BATCH` (256 at 1024, 1024 at 16384: the large-batch rule of
-        ``benchmarks/NOTES.md``); :data:`AUTO_SEQUENCE_NEGATIVES` for ``model=sequence``."""
+        ``benchmarks/NOTES.md``)."""
         if self.num_negatives is not None:
             return self.num_negatives
-        if self.model == "sequence":
-            return AUTO_SEQUENCE_NEGATIVES
         negatives = AUTO_NEGATIVES[self.loss]
         if self.loss == "softmax" and (self.batch_size or 0) > REFERENCE_BATCH:
             negatives = round(negatives * math.sqrt(self.batch_size / REFERENCE_BATCH))

@@ -120,8 +120,9 @@ class SequenceTrainer:
             counts, config.negative_sampling, config.negative_alpha, self.sample_generator
         )
         self.item_logq = self.sampler.log_prob(torch.arange(data.num_items, device=device))
-        # auto: AUTO_SEQUENCE_NEGATIVES, at most the catalogue (an explicit value is checked
-        # against it by TrainConfig.check_catalogue)
+        # auto: at most the catalogue (an explicit value is checked against it by
+        # TrainConfig.check_catalogue); the full catalogue as negatives measured no better
+        # across the panel than 512 (benchmarks/NOTES.md, "The sequence model, session 6")
         self.num_negatives = config.negatives
         if config.num_negatives is None:
             self.num_negatives = min(config.negatives, data.num_items)

@@ -296,7 +296,7 @@ def test_the_sequence_models_own_defaults_apply_only_when_not_given():
     default = TrainConfig.from_hyperparameters({"model": "sequence"})
     assert (default.embedding_dim, default.dropout) == (64, 0.5)
     assert resolve_batch_size(default, "cpu").batch_size == 4096
-    # auto negatives: AUTO_SEQUENCE_NEGATIVES, at most the catalogue; an explicit value is kept
+    # auto negatives: the large-batch rule's, at most the catalogue; an explicit value is kept
     trainer = SequenceTrainer(successor_data(), default, CPU, horizon_epochs=1)
     assert default.negatives > NUM_ITEMS and trainer.num_negatives == NUM_ITEMS
     explicit = dataclasses.replace(default, num_negatives=5)
