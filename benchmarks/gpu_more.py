@@ -10,9 +10,10 @@
   ``mfrec train --processes 1`` on the same data and seed, for ``model=ials`` and ``model=sgd``,
   and ``--processes 2`` where the host has 2 GPUs (always on the CPU: gloo). Each run is a
   ``mfrec train`` process; reported: exit code, wall seconds, VALID NDCG@10 (``model.json``) and
-  the largest difference of the saved embeddings from the plain job's. With one process the job
-  makes no process group at all (``mfrec.training_job``), so ``--processes 1`` checks the launch
-  plan on CUDA and that the model is the plain job's; NCCL itself runs only with 2 GPUs.
+  the largest difference of the saved embeddings from the plain job's. The plain job makes no
+  process group (one process); ``--processes 1`` runs with ``MFREC_PROCESS_GROUP=always``, so it
+  joins a group of world size 1 and every collective of a distributed job runs (NCCL on one GPU,
+  gloo on the CPU); its log's join line gives the backend its verdict names (no join: FAILED).
 - ``sequence`` (issue 19): the sequence model's training throughput on the device (sequences,
   i.e. windows of ``max_history`` target positions, per second) over ``--steps`` steps after
   ``--warmup-steps``, its defaults (``batch_size=auto``), on FIT of the synthetic dataset.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -46,6 +48,7 @@ PROCESS_SETTINGS = {
 COMMON_SETTINGS = "recency_min_weight=1 refit=false early_stopping_patience=0 seed=7"
 IALS_TOLERANCE = 1e-5  # issue 14: iALS over ranks equals one process up to reduction order
 SGD_TOLERANCE = 0.03  # issue 14's test: SGD quality within 3%
+GROUP_ENV = "MFREC_PROCESS_GROUP"  # mfrec.train.distributed.PROCESS_GROUP_ENV
 
 
 def _synchronize(device) -> None:
@@ -160,7 +163,8 @@ def _free_port() -> int:
 
 
 def _train(data: str, work: Path, name: str, settings: str, extra: list[str], env: dict, timeout):
-    """One ``mfrec train`` process: exit code, seconds, VALID NDCG@10 and the model folder."""
+    """One ``mfrec train`` process: exit code, seconds, VALID NDCG@10, the process group its
+    log says it joined (``rank 0 of 1, nccl``; None: none) and the model folder."""
     model_dir, log = work / name, work / f"{name}.log"
     command = [sys.executable, "-m", "mfrec", "train", "--data", data, "--model-dir",
                str(model_dir), "--output-dir", str(work / f"{name}-output"), *extra,
@@ -175,12 +179,22 @@ def _train(data: str, work: Path, name: str, settings: str, extra: list[str], en
         except subprocess.TimeoutExpired:
             code = "timeout"
     found = {"exit": code, "seconds": time.perf_counter() - started, "command": command[1:]}
+    found["env"] = env_set = {k: v for k, v in env.items() if k == GROUP_ENV}
+    found["process_group"] = _joined(log.read_text())
+    if env_set:
+        found["expects_group"] = True
     if code == 0:
         metrics = json.loads((model_dir / "model.json").read_text())["metrics"]
         found["valid_ndcg@10"] = metrics.get("mfrec", {}).get("ndcg@10")
     else:
         found["log_tail"] = log.read_text()[-1500:]
     return found
+
+
+def _joined(log: str) -> str | None:
+    """``rank R of W, BACKEND`` from the first process group join line of a job's log."""
+    found = re.search(r"joining the process group at \S+ as (rank \d+ of \d+) \((\w+),", log)
+    return f"{found[1]}, {found[2]}" if found else None
 
 
 def _difference(model_dir: Path, plain_dir: Path) -> float:
@@ -199,9 +213,13 @@ def _difference(model_dir: Path, plain_dir: Path) -> float:
 
 def _verdict(model: str, name: str, run: dict, plain: dict) -> str:
     head = f"processes {model} {name}: exit {run['exit']} in {run['seconds']:.1f} s"
+    if run.get("expects_group"):
+        head += f" with {GROUP_ENV}=always (process group: {run['process_group'] or 'none'})"
     head += f" (plain: exit {plain['exit']} in {plain['seconds']:.1f} s)"
     if run["exit"] != 0 or plain["exit"] != 0:
         return head + " -> FAILED (see processes.json)"
+    if run.get("expects_group") and not run.get("process_group"):
+        return head + " -> FAILED (the job joined no process group; see processes.json)"
     if model == "ials":
         agree = run["max_abs_embedding_difference"] <= IALS_TOLERANCE
         detail = f"max |embedding difference| {run['max_abs_embedding_difference']:.2e}"
@@ -226,17 +244,19 @@ def processes(args, device) -> dict:
     # On a GPU the plain job sees one GPU (with several, its default would be one process each).
     first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
     plain_env = {"CUDA_VISIBLE_DEVICES": first} if gpus else {}
-    variants = [("processes-1", ["--processes", "1"])]
+    # One process in a process group of its own: the collectives of a distributed job, on NCCL
+    # when the host has a single GPU (mfrec.train.distributed.PROCESS_GROUP_ENV).
+    variants = [("processes-1", ["--processes", "1"], {GROUP_ENV: "always"})]
     if gpus >= 2 or device.type == "cpu":
-        variants.append(("processes-2", ["--processes", "2"]))
+        variants.append(("processes-2", ["--processes", "2"], {}))
     result = {"device": str(device), "gpus": gpus, "data": data, "models": {}, "verdicts": []}
     with tempfile.TemporaryDirectory(prefix="mfrec-processes-") as folder:
         for model in args.models.split(","):
             settings, work = f"{PROCESS_SETTINGS[model]} {common}", Path(folder) / model
             work.mkdir()
             runs = {"plain": _train(data, work, "plain", settings, [], plain_env, args.run_timeout)}
-            for name, extra in variants:
-                run = runs[name] = _train(data, work, name, settings, extra, {}, args.run_timeout)
+            for name, extra, env in variants:
+                run = runs[name] = _train(data, work, name, settings, extra, env, args.run_timeout)
                 if run["exit"] == 0 and runs["plain"]["exit"] == 0:
                     run["max_abs_embedding_difference"] = _difference(work / name, work / "plain")
                 verdict = _verdict(model, name, run, runs["plain"])

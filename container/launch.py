@@ -7,6 +7,11 @@ Every SageMaker host runs ``train`` as usual. The job has ``len(hosts) × proces
 override both. ``network_interface_name`` of ``resourceconfig.json`` goes to
 ``NCCL_SOCKET_IFNAME`` and ``GLOO_SOCKET_IFNAME`` unless they are set.
 
+A job of one process on one host joins no process group, unless ``MFREC_PROCESS_GROUP=always``
+(:data:`mfrec.train.distributed.PROCESS_GROUP_ENV`): then it meets itself as a multi-process job
+would (``127.0.0.1``, port :data:`RENDEZVOUS_PORT`, or ``MASTER_ADDR``/``MASTER_PORT``) in a
+group of world size 1, so that one GPU runs NCCL's collectives (:attr:`Layout.joins_group`).
+
 With one process per host the job joins the process group in its own process; with more, this
 module starts them (:func:`run_processes`): each is ``python -m mfrec train ...`` again, told
 its rank by the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
@@ -29,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mfrec.job_process import write_failure
+from mfrec.train.distributed import join_alone
 from mfrec.train.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -51,10 +57,16 @@ class Layout:
     address: str = "127.0.0.1"
     port: int = RENDEZVOUS_PORT
     backend: str = "gloo"
+    join_alone: bool = False  # MFREC_PROCESS_GROUP=always
 
     @property
     def world_size(self) -> int:
         return self.num_hosts * self.processes
+
+    @property
+    def joins_group(self) -> bool:
+        """Whether the job's processes join a process group (several ranks, or asked to)."""
+        return self.world_size > 1 or self.join_alone
 
     def rank(self, local_rank: int) -> int:
         return self.node_rank * self.processes + local_rank
@@ -104,7 +116,8 @@ def plan(
     environment; ``processes`` (``--processes``) overrides the hyperparameter."""
     processes = processes or parse_processes(hyperparameters)
     device = str(hyperparameters.get("device", "auto"))
-    if processes is None and len(hosts) <= 1 and device == "cpu":
+    alone = join_alone()  # a bad MFREC_PROCESS_GROUP fails here, before any process starts
+    if processes is None and len(hosts) <= 1 and device == "cpu" and not alone:
         return Layout(1)  # the common case: torch is not even asked about GPUs
     cuda = _uses_cuda(device)
     if processes is None:
@@ -134,6 +147,7 @@ def plan(
         address=os.environ.get("MASTER_ADDR") or default_address,
         port=int(port_text),
         backend="nccl" if cuda else "gloo",
+        join_alone=alone,
     )
 
 

@@ -179,7 +179,7 @@ def _local_arguments(spec: JobSpec, output_dir) -> list[str]:
 def _distributed(layout, arguments, stop: StopFlag, failure, train: Callable[[], int]) -> int:
     """Train in this process, alone or as one rank, or launch this host's processes."""
     rank = launch.launched_rank()
-    if rank is None and layout.world_size == 1:
+    if rank is None and not layout.joins_group:
         return train()  # one process: no process group at all
     if rank is None and layout.processes > 1:
         return launch.run_processes(arguments, layout, stop, failure)

@@ -8,7 +8,11 @@ rank 0 decides what depends on measurement (validation scores, the search's time
 and broadcasts it, and alone writes checkpoints, outputs and the model.
 
 With one process there is no process group at all: :func:`current` is :data:`SOLO`, whose
-collectives return their input, so the single-process path is the one of before.
+collectives return their input, so the single-process path is the one of before. Unless
+``MFREC_PROCESS_GROUP=always`` (:data:`PROCESS_GROUP_ENV`): then a job of one process joins a
+real group of world size 1 (NCCL on CUDA, gloo on the CPU) and every collective runs, so a
+one-GPU host can exercise the code path of a multi-GPU job (issue 14). The default, ``auto``,
+joins only when there are several processes.
 
 **Timeouts and failures.** Every collective runs under the group's timeout,
 ``MFREC_COLLECTIVE_TIMEOUT_SECONDS`` (default :data:`DEFAULT_TIMEOUT_SECONDS`); it bounds the
@@ -33,12 +37,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mfrec.train.errors import MfrecError
+from mfrec.train.errors import ConfigError, MfrecError
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT_ENV = "MFREC_COLLECTIVE_TIMEOUT_SECONDS"
 DEFAULT_TIMEOUT_SECONDS = 1800.0
+PROCESS_GROUP_ENV = "MFREC_PROCESS_GROUP"
+PROCESS_GROUP_CHOICES = ("auto", "always")  # auto: a process group only with several processes
 
 
 class PeerFailedError(MfrecError):
@@ -57,15 +63,30 @@ def collective_timeout() -> float:
     return seconds
 
 
+def join_alone() -> bool:
+    """Whether a job of one process joins a process group anyway (:data:`PROCESS_GROUP_ENV`
+    is ``always``; unset or ``auto``: no)."""
+    text = os.environ.get(PROCESS_GROUP_ENV, "")
+    choice = text.strip().lower() or "auto"
+    if choice not in PROCESS_GROUP_CHOICES:
+        raise ConfigError(
+            f"{PROCESS_GROUP_ENV}={text!r} must be auto (a process group only with several "
+            "processes; the default) or always (join one even alone, e.g. to run NCCL on one GPU)"
+        )
+    return choice == "always"
+
+
 @dataclass(frozen=True)
 class Group:
     """This process's place in the job: ``rank`` of ``world_size`` (global), ``local_rank`` on
-    its host. With ``world_size == 1`` every collective returns its input."""
+    its host. ``joined``: a real process group (always, with ``world_size > 1``). Outside one
+    every collective returns its input."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     device: str = "cpu"  # where the small tensors of collectives live (NCCL: this GPU)
+    joined: bool = False
 
     @property
     def is_primary(self) -> bool:
@@ -74,7 +95,8 @@ class Group:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Whether collectives run: several ranks, or a group joined alone (``joined``)."""
+        return self.joined or self.world_size > 1
 
     def shard(self, costs: np.ndarray) -> tuple[int, int]:
         """This rank's contiguous share ``[start, stop)`` of rows costing ``costs`` (n,): cut
@@ -184,9 +206,9 @@ def process_group(
     rank: int, world_size: int, local_rank: int, address: str, port: int, backend: str
 ) -> Iterator[Group]:
     """Join the job's process group for the duration of the block (nothing when
-    ``world_size == 1``); :func:`current` returns it meanwhile."""
+    ``world_size == 1``, unless :func:`join_alone`); :func:`current` returns it meanwhile."""
     global _current
-    if world_size == 1:
+    if world_size == 1 and not join_alone():
         yield SOLO
         return
     timeout = datetime.timedelta(seconds=collective_timeout())
@@ -214,7 +236,7 @@ def process_group(
             f"within {timeout.total_seconds():g} s ({' '.join(str(exc).split())[:300]}); check "
             "that every host runs the job and can reach that address (MASTER_ADDR/MASTER_PORT)"
         ) from exc
-    _current = Group(rank, world_size, local_rank, device)
+    _current = Group(rank, world_size, local_rank, device, joined=True)
     prefix = _RankPrefix(f"rank {rank}/{world_size}: ")
     handlers = list(logging.getLogger().handlers)
     for handler in handlers:  # the ranks' lines interleave in one log

@@ -4,7 +4,9 @@ thread each. Every wait is bounded: a process that hangs fails the test instead.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,7 +19,9 @@ from distributed_ranks import free_port
 
 from mfrec.sagemaker import training_job_request
 from mfrec.train.artifact import load
+from mfrec.train.distributed import PROCESS_GROUP_ENV
 from mfrec.train.errors import ConfigError
+from mfrec.training_job import run_local_job
 
 WAIT_SECONDS = 180  # far beyond a run here: reaching it means a hang
 HYPERPARAMETERS = {"embedding_dim": "8", "device": "cpu", "seed": "3"}
@@ -200,3 +204,45 @@ def test_a_training_job_request_on_two_instances():
         training_job_request(
             "j", "i", "arn:aws:iam::1:role/r", "s3://b/", "s3://b/", instance_count=0
         )
+
+
+# --- one process in a process group of its own (MFREC_PROCESS_GROUP=always) --------------------
+
+
+def train_alone(data: Path, folder: Path, model: str, monkeypatch, switch: str | None) -> int:
+    """``mfrec train --processes 1`` in this process, with the switch set or not."""
+    if switch is None:
+        monkeypatch.delenv(PROCESS_GROUP_ENV, raising=False)
+    else:
+        monkeypatch.setenv(PROCESS_GROUP_ENV, switch)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    hyperparameters = {**HYPERPARAMETERS, "model": model, "num_epochs": "3"}
+    hyperparameters.update(validation_fraction="0", loss="bpr")
+    return run_local_job(
+        data, folder / "model", output_dir=folder / "out", hyperparameters=hyperparameters,
+        out=io.StringIO(), processes=1,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["ials", "sgd"])
+def test_one_process_in_a_group_of_its_own_trains_the_same_model(
+    tmp_path, data_csv, monkeypatch, caplog, model
+):
+    caplog.set_level(logging.INFO)
+    assert train_alone(data_csv, tmp_path / "plain", model, monkeypatch, None) == 0
+    assert "joining the process group" not in caplog.text
+    assert train_alone(data_csv, tmp_path / "group", model, monkeypatch, "always") == 0
+    assert "as rank 0 of 1 (gloo" in caplog.text and "rank 0/1: " in caplog.text
+    assert "distributed training: world size 1" in caplog.text
+    plain, group = load(tmp_path / "plain" / "model"), load(tmp_path / "group" / "model")
+    # Bit-identical: a collective over one rank returns its input unchanged.
+    np.testing.assert_array_equal(group.user_embeddings, plain.user_embeddings)
+    np.testing.assert_array_equal(group.item_embeddings, plain.item_embeddings)
+
+
+def test_a_bad_process_group_switch_fails_the_job_in_one_line(tmp_path, data_csv, monkeypatch):
+    assert train_alone(data_csv, tmp_path, "sgd", monkeypatch, "sometimes") == 1
+    failure = (tmp_path / "out" / "failure").read_text().strip()
+    assert failure.startswith("ConfigError: MFREC_PROCESS_GROUP='sometimes' must be auto")
+    assert "\n" not in failure and not (tmp_path / "model").exists()

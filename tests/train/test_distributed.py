@@ -7,10 +7,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from distributed_ranks import decisions, ials_factors, one_dies, run_ranks, several, sgd_quality
+from distributed_ranks import (
+    decisions,
+    free_port,
+    ials_factors,
+    one_dies,
+    run_ranks,
+    several,
+    sgd_quality,
+)
 
 from mfrec.train import distributed
 from mfrec.train.config import TrainConfig
+from mfrec.train.errors import ConfigError
 from mfrec.train.ials import IALSParams
 from mfrec.train.interactions import Interactions
 
@@ -109,3 +118,28 @@ def test_solo_collectives_return_their_input():
     assert solo.broadcast("x") == "x" and solo.any(True) and not solo.any(False)
     torch.testing.assert_close(table, torch.arange(6.0).view(3, 2))
     assert distributed.current() is solo
+
+
+def test_one_process_joins_a_group_of_its_own_when_asked(monkeypatch):
+    monkeypatch.setenv(distributed.PROCESS_GROUP_ENV, "always")
+    with distributed.process_group(0, 1, 0, "127.0.0.1", free_port(), "gloo") as group:
+        assert group.joined and group.distributed and distributed.current() is group
+        assert torch.distributed.is_initialized() and torch.distributed.get_world_size() == 1
+        table = torch.arange(6.0).view(3, 2)
+        group.all_gather_rows(table, [(0, 3)])  # real collectives on a world of one
+        assert group.broadcast("x") == "x" and group.any(True) and not group.any(False)
+        torch.testing.assert_close(table, torch.arange(6.0).view(3, 2))
+    assert distributed.current() is distributed.SOLO and not torch.distributed.is_initialized()
+
+
+@pytest.mark.parametrize("value", ["", "auto", "AUTO"])
+def test_one_process_joins_no_group_by_default(monkeypatch, value):
+    monkeypatch.setenv(distributed.PROCESS_GROUP_ENV, value)
+    with distributed.process_group(0, 1, 0, "127.0.0.1", free_port(), "gloo") as group:
+        assert group is distributed.SOLO and not group.distributed
+
+
+def test_a_bad_process_group_switch_is_a_config_error(monkeypatch):
+    monkeypatch.setenv(distributed.PROCESS_GROUP_ENV, "yes")
+    with pytest.raises(ConfigError, match=r"MFREC_PROCESS_GROUP='yes' must be auto .* or always"):
+        distributed.join_alone()
