@@ -12,9 +12,9 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import psutil
 import pytest
 from known_answer import NUM_ITEMS, SEED, USER_IDS, known_answer
+from server_probes import accepted_by_a_worker
 
 from mfrec.local_server import LocalServer, free_port
 from mfrec.train.artifact import save
@@ -119,18 +119,6 @@ def test_error_statuses_are_one_line_without_traceback(server):
         assert got == status and "\n" not in text and "Traceback" not in text and text
 
 
-def _accepted_by_a_worker(server, client_port: int) -> bool:
-    """True once a worker process holds the server side of the client's connection."""
-    for pid in server.worker_pids():
-        try:
-            connections = psutil.Process(pid).net_connections(kind="tcp")
-        except psutil.NoSuchProcess:
-            continue
-        if any(c.raddr and c.raddr.port == client_port for c in connections):
-            return True
-    return False
-
-
 def test_sigterm_drains_and_exits_cleanly(server):
     body = b"\n".join([b'{"user_id": "685", "top_n": 1}'] * 20_000)
     connection = server.connection(timeout=60)
@@ -139,7 +127,7 @@ def test_sigterm_drains_and_exits_cleanly(server):
     # SIGTERM only once a worker has accepted the request, so that draining is what is tested
     # (bounded: the request is in the kernel's queue and an idle worker takes it).
     deadline = time.monotonic() + 60
-    while not _accepted_by_a_worker(server, client_port):
+    while not accepted_by_a_worker(server, client_port):
         assert time.monotonic() < deadline, "no worker accepted the request"
         time.sleep(0.01)
     server.process.send_signal(signal.SIGTERM)
