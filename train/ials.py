@@ -21,9 +21,10 @@ conjugate-gradient steps from the current factors, each one sampled dense produc
 h_i·v) and one sparse-dense product, never forming a d×d matrix per row. On the CPU those
 products run tile by tile, each tile the entries whose fixed factors fit in 4 MB
 (:data:`TILE_BYTES`), so that the gathered rows stay in the cache (:func:`_tiles`): on 10M
-interactions this cut the CPU time of a CG iteration by about 2.5 times. The CPU's threads
-share the chunks of rows (:func:`_over_chunks`), so the factors do not depend on the number of
-threads. (The table below predates both.)
+interactions this cut the CPU time of a CG iteration by about 2.5 times. On a side whose
+temporaries exceed :data:`MIN_SHARED_BYTES` the CPU's threads share the chunks of rows
+(:func:`_over_chunks`), so the factors do not depend on the number of threads; a smaller side
+is one chunk whose products use torch's threads. (The table below predates both.)
 
 Measured on this project's 2-core CPU machine (torch 2.13 CPU build, implicit 0.7.3), on
 synthetic data of 960K training interactions (50K users × 20K items, Zipf item popularity, 100
@@ -80,8 +81,12 @@ from mfrec.train.model import MatrixFactorization
 SOLVERS = ("cholesky", "cg")
 # Bytes of temporaries one chunk of rows may allocate; a chunk holds at least one row.
 CHUNK_BYTES = 256 * 2**20
-# The CPU cuts each side into this many chunks of rows (at least), which its threads share.
+# The CPU cuts each side into this many chunks of rows (at least), which its threads share,
+# when a side's temporaries exceed MIN_SHARED_BYTES; a smaller side is one chunk whose products
+# use torch's threads (on MovieLens 100K eight shared chunks took twice the time of one: the
+# products are too short for the threads' handovers).
 CPU_CHUNKS = 8
+MIN_SHARED_BYTES = 8 * 2**20
 # Bytes of fixed factors that one tile of a sparse product reads (see _tiles), by device type;
 # other devices (CUDA) take all the columns in one tile.
 TILE_BYTES = {"cpu": 4 * 2**20}
@@ -167,8 +172,8 @@ def _side(rows, cols, conf, num_rows, num_cols, params, budget, device, share, t
     if tiled:
         width = TILE_BYTES.get(device.type, 0) // (4 * d) or num_cols
         costs = np.cumsum(_row_costs(lengths[first:last], d))
-        if device.type == "cpu" and len(costs):  # chunks for the threads to share (_solve_cg)
-            budget = min(budget, max(1, int(costs[-1]) // CPU_CHUNKS + 1))
+        if device.type == "cpu" and len(costs) and costs[-1] > MIN_SHARED_BYTES:
+            budget = min(budget, int(costs[-1]) // CPU_CHUNKS + 1)  # shared (_over_chunks)
         for a, b in _cuts(costs, budget):
             a, b = a + first, b + first
             lo, hi = int(starts[a]), int(starts[b])

@@ -144,7 +144,7 @@ def test_one_row_chunks_solve_like_one_chunk(solver):
     params = IALSParams(embedding_dim=8, solver=solver)
     whole = IALSTrainer(data, params, CPU)
     single = IALSTrainer(data, params, CPU, chunk_bytes=1)
-    assert len(whole._sides[0].blocks) >= ials.CPU_CHUNKS
+    assert len(whole._sides[0].blocks) == 1  # small data: one chunk (MIN_SHARED_BYTES)
     assert len(single._sides[0].blocks) == data.num_users
     if solver == "cholesky":
         assert len(single._sides[0].by_length) == data.num_users
@@ -193,7 +193,15 @@ def test_tiles_cut_by_column_solve_like_one_tile(monkeypatch):
     assert tiled.objective() == pytest.approx(whole.objective(), rel=1e-6)
 
 
-def test_threads_sharing_the_chunks_give_one_threads_factors_exactly():
+def test_a_small_side_is_one_chunk_and_a_large_one_is_shared(monkeypatch):
+    data, params = random_data(), IALSParams(embedding_dim=8)
+    assert [len(side.blocks) for side in IALSTrainer(data, params, CPU)._sides] == [1, 1]
+    monkeypatch.setattr(ials, "MIN_SHARED_BYTES", 0)  # as if the data were large
+    assert all(len(side.blocks) >= 2 for side in IALSTrainer(data, params, CPU)._sides)
+
+
+def test_threads_sharing_the_chunks_give_one_threads_factors_exactly(monkeypatch):
+    monkeypatch.setattr(ials, "MIN_SHARED_BYTES", 0)  # shared chunks even on this small data
     data, params = random_data(), IALSParams(embedding_dim=8)
     alone = fit(data, params, 2)
     threads = torch.get_num_threads()
