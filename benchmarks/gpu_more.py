@@ -51,13 +51,6 @@ SGD_TOLERANCE = 0.03  # issue 14's test: SGD quality within 3%
 GROUP_ENV = "MFREC_PROCESS_GROUP"  # mfrec.train.distributed.PROCESS_GROUP_ENV
 
 
-def _synchronize(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _peak_mib(device) -> float | None:
     import torch
 
@@ -70,7 +63,7 @@ def ials_iteration(args, device) -> dict:
     """Seconds per iALS iteration at each of ``args.factors`` (comma-separated)."""
     import torch
 
-    from mfrec.train.ials import IALSParams, IALSTrainer
+    from mfrec.train.ials import IALSParams
 
     started = time.perf_counter()
     data = speed_process.load_full(speed_process.prepared_full(args.size, args))
@@ -82,22 +75,14 @@ def ials_iteration(args, device) -> dict:
     for factors in (int(text) for text in args.factors.split(",")):
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        started = time.perf_counter()
-        trainer = IALSTrainer(data, IALSParams(embedding_dim=factors), device)
-        _synchronize(device)
-        setup = time.perf_counter() - started
-        times, losses = [], []
-        for _ in range(args.iterations):
-            started = time.perf_counter()
-            losses.append(trainer.run_epoch())
-            _synchronize(device)
-            times.append(time.perf_counter() - started)
+        params = IALSParams(embedding_dim=factors)
+        timed = speed_process.time_ials(data, params, args.iterations, device)
+        setup, times = timed["setup_seconds"], timed["iteration_seconds"]
         result["factors"][str(factors)] = {
-            "setup_seconds": setup, "iteration_seconds": times, "losses": losses,
+            "setup_seconds": setup, "iteration_seconds": times, "losses": timed["losses"],
             "median_seconds": statistics.median(times), "min_seconds": min(times),
             "peak_mib": _peak_mib(device),
         }  # fmt: skip
-        trainer = None  # free this size's factors before the next
         print(
             f"summary: iALS {factors} factors on {args.size} ({len(data):,} interactions, "
             f"{device}): {statistics.median(times):.3f} s/iteration median of {len(times)} "
@@ -116,7 +101,7 @@ def sequence(args, device) -> dict:
     config = TrainConfig.from_hyperparameters({"model": "sequence", "recency_min_weight": "1"})
     started = time.perf_counter()
     trainer = SequenceTrainer(fit, config, device, horizon_epochs=config.num_epochs)
-    _synchronize(device)
+    speed_process.synchronize(device)
     setup = time.perf_counter() - started
     done, sequences = [0], [0]
     size, windows = trainer.sequences_per_step, len(trainer.windows)
@@ -131,7 +116,7 @@ def sequence(args, device) -> dict:
         started = time.perf_counter()
         while done[0] < target:
             trainer.run_epoch(should_stop=lambda: done[0] >= target, on_batch=on_batch)
-        _synchronize(device)
+        speed_process.synchronize(device)
         return time.perf_counter() - started
 
     run(args.warmup_steps)  # kernels chosen, caches filled
