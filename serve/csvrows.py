@@ -14,9 +14,10 @@ import re
 
 import numpy as np
 
-_QUOTED = np.zeros(256, dtype=bool)  # bytes that need CSV quoting, by value
-_QUOTED[[ord(c) for c in ',"\r\n']] = True
-_NEEDS_QUOTING = re.compile('[,"\r\n]')
+QUOTED_CHARACTERS = ',"\r\n'  # a field holding any of these needs CSV quoting
+_QUOTED = np.zeros(256, dtype=bool)  # the same, as bytes by value
+_QUOTED[[ord(c) for c in QUOTED_CHARACTERS]] = True
+_NEEDS_QUOTING = re.compile(f"[{re.escape(QUOTED_CHARACTERS)}]")
 MAX_SCORE = 1e12  # larger magnitudes do not fit the int64 fixed-point digits
 FEW_ROWS = 200  # up to this many rows (a real-time answer), Python formats them faster
 
