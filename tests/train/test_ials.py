@@ -193,6 +193,25 @@ def test_tiles_cut_by_column_solve_like_one_tile(monkeypatch):
     assert tiled.objective() == pytest.approx(whole.objective(), rel=1e-6)
 
 
+def test_tiles_hold_32_bit_indices_and_keep_their_confidences_through_training(monkeypatch):
+    # The products write their dots into scratch CSRs that share a tile's indices
+    # (ials._scratch): the tile's own values, the confidences, must come out unchanged.
+    monkeypatch.setitem(ials.TILE_BYTES, "cpu", 4 * 8 * 4)  # several tiles per chunk
+    data = random_data()
+    confidences = np.random.default_rng(1).uniform(0.5, 2.0, len(data))
+    trainer = IALSTrainer(data, IALSParams(embedding_dim=8), CPU, confidences=confidences)
+    tiles = [tile for side in trainer._sides for _, _, ts in side.blocks for _, _, tile in ts]
+    assert {(t.crow_indices().dtype, t.col_indices().dtype) for t in tiles} == {
+        (torch.int32, torch.int32)
+    }
+    before = [tile.values().clone() for tile in tiles]
+    trainer.run_epoch()
+    assert all(torch.equal(tile.values(), b) for tile, b in zip(tiles, before, strict=True))
+    expected = np.zeros((40, 30))
+    np.add.at(expected, (data.user_idx, data.item_idx), confidences)
+    np.testing.assert_allclose(dense_from_tiles(trainer._sides[0], 40, 30), expected, rtol=1e-6)
+
+
 def test_a_small_side_is_one_chunk_and_a_large_one_is_shared(monkeypatch):
     data, params = random_data(), IALSParams(embedding_dim=8)
     assert [len(side.blocks) for side in IALSTrainer(data, params, CPU)._sides] == [1, 1]
