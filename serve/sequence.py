@@ -7,6 +7,11 @@ What differs is a ``history`` request: there is no fold-in; the history itself i
 A known user's stored history (their newest ``max_history`` training items, oldest first) comes
 first and the request's items follow it, in the order given (the newest last); an unknown
 user's history is the request's items alone. Only the newest ``max_history`` items count.
+
+With ``blend_user=true`` the artifact also keeps the model's per-user table
+(``sequence.user_table``, one row per known user) and a known user's vector is the encoded
+history plus their row, as in training; an unknown user has no row, so their vector is the
+encoded history alone (the user part is zero).
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ class SequenceEncoder:
             self.indptr = np.asarray(arrays.pop(HISTORY_INDPTR), dtype=np.int64)
             self.items = np.asarray(arrays.pop(HISTORY_ITEMS), dtype=np.int64)
             shape = {name: int(artifact.config[name]) for name in SHAPE}
-            model = SequenceModel(artifact.num_items, **shape)
+            num_users = artifact.num_users if "user_table" in arrays else 0
+            model = SequenceModel(artifact.num_items, **shape, num_users=num_users)
             state = {name: torch.from_numpy(np.asarray(value)) for name, value in arrays.items()}
             state["item_embeddings"] = torch.from_numpy(
                 np.asarray(artifact.item_embeddings, np.float32)
@@ -87,7 +93,7 @@ class SequenceEncoder:
             for h, u in zip(histories, user_list, strict=True)
         ]
         padded = left_pad(full, self.max_history, self.artifact.num_items)
-        vectors = self.model.encode_users(padded)
+        vectors = self.model.encode_users(padded, user_list)
         keep = torch.tensor(
             [len(h) == 0 and u >= 0 for h, u in zip(histories, user_list, strict=True)],
             device=vectors.device,

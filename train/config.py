@@ -111,6 +111,7 @@ class TrainConfig:
     max_history: int = 50
     dropout: float = 0.5
     next_items: int = 1
+    blend_user: bool = False
 
     def __post_init__(self) -> None:
         if self.embedding_dim is None:  # not given: the model's own default
@@ -337,6 +338,7 @@ _RULES: dict[str, tuple[Callable, str]] = {
     "max_history": (_between(2, 4096), "integers 2 to 4096"),
     "dropout": (_between(0, 0.9), "numbers 0 to 0.9"),
     "next_items": (_between(1, 4096), "integers 1 to 4096"),
+    "blend_user": (lambda v: isinstance(v, bool), "true or false"),
 }
 _KINDS = {
     f.name: {

@@ -13,6 +13,15 @@ This is the architecture of SASRec (Kang & McAuley 2018, "Self-attentive sequent
 recommendation"), with pre-norm blocks and an item bias; mfrec trains it with its sampled
 softmax and logQ correction (:mod:`mfrec.train.sequence_trainer`).
 
+With ``num_users > 0`` (``blend_user=true``) a learned per-user vector is added to the
+sequence's output, as matrix factorisation's user vector is (``user_table``)::
+
+    score(u, history, i) = (encode(history)[-1] + user_table[u]) @ item_embeddings[i] + ...
+
+so a user is both their recent history and a free vector of their own. A user the table does
+not know (a fresh user served from a ``history`` alone) gets a zero user part: the sequence's
+output alone.
+
 Causality: position ``t`` attends only to positions ``<= t`` that hold an item, so the output
 after an item never depends on the items that follow it (tested).
 """
@@ -83,6 +92,8 @@ class SequenceModel(nn.Module):
     dropout : float
         Rate of the dropout on the embedded inputs and inside each block, while training.
     seed : int
+    num_users : int
+        Rows of the per-user table added to the output (``blend_user``); 0: no table.
     """
 
     def __init__(
@@ -94,6 +105,7 @@ class SequenceModel(nn.Module):
         max_history: int,
         dropout: float = 0.0,
         seed: int = 0,
+        num_users: int = 0,
     ) -> None:
         super().__init__()
         self.dropout = dropout
@@ -106,6 +118,9 @@ class SequenceModel(nn.Module):
                 CausalBlock(embedding_dim, num_heads) for _ in range(num_blocks)
             )
             self.output_norm = nn.LayerNorm(embedding_dim)
+            # Drawn last, so the other weights of a seed are those of a model without it.
+            table = torch.randn(num_users, embedding_dim) * INIT_STD if num_users else None
+            self.register_parameter("user_table", table if table is None else nn.Parameter(table))
         # Each user's newest max_history items (set_histories): what score_users encodes.
         # Not part of state_dict: weights are saved, histories come from the data.
         self.register_buffer(
@@ -154,9 +169,20 @@ class SequenceModel(nn.Module):
             x = block(x, mask, self.dropout, generator)
         return self.output_norm(x)
 
-    def user_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        """The vector after the newest item of each history, (B, max_history) -> (B, d)."""
-        return self.encode(items)[:, -1]
+    def user_part(self, user_idx: torch.Tensor | None) -> torch.Tensor | None:
+        """The per-user vectors added to the output, (B,) -> (B, d); rows of ``user_idx`` < 0
+        (users the table does not know) are zero. None without a table or without users."""
+        if self.user_table is None or user_idx is None:
+            return None
+        rows = self.user_table.index_select(0, user_idx.clamp(min=0))
+        return rows * (user_idx >= 0)[:, None]
+
+    def user_vectors(self, items: torch.Tensor, user_idx: torch.Tensor | None = None):
+        """The vector after the newest item of each history, plus the user part of
+        ``user_idx`` (:meth:`user_part`), (B, max_history), (B,) -> (B, d)."""
+        vectors = self.encode(items)[:, -1]
+        part = self.user_part(user_idx)
+        return vectors if part is None else vectors + part
 
     @torch.no_grad()
     def score_users(self, user_idx: torch.Tensor) -> torch.Tensor:
@@ -165,18 +191,25 @@ class SequenceModel(nn.Module):
         scores = []
         for start in range(0, len(user_idx), SCORE_USERS_CHUNK):
             rows = user_idx[start : start + SCORE_USERS_CHUNK]
-            vectors = self.user_vectors(self.histories.index_select(0, rows))
+            vectors = self.user_vectors(self.histories.index_select(0, rows), rows)
             scores.append(torch.addmm(self.item_biases, vectors, self.item_embeddings.T))
         if not scores:
             return self.item_embeddings.new_zeros(0, self.num_items)
         return torch.cat(scores)
 
     @torch.no_grad()
-    def encode_users(self, histories: np.ndarray) -> torch.Tensor:
-        """:meth:`user_vectors` of left-padded histories (num_users, max_history), in chunks."""
-        histories = torch.as_tensor(histories, dtype=torch.int64, device=self.positions.device)
+    def encode_users(self, histories: np.ndarray, user_idx=None) -> torch.Tensor:
+        """:meth:`user_vectors` of left-padded histories (num_users, max_history), in chunks,
+        with the user part of ``user_idx`` (array-like (num_users,), -1: none; None: none)."""
+        device = self.positions.device
+        histories = torch.as_tensor(histories, dtype=torch.int64, device=device)
+        if user_idx is not None:
+            user_idx = torch.as_tensor(user_idx, dtype=torch.int64, device=device)
         chunks = [
-            self.user_vectors(histories[start : start + SCORE_USERS_CHUNK])
+            self.user_vectors(
+                histories[start : start + SCORE_USERS_CHUNK],
+                None if user_idx is None else user_idx[start : start + SCORE_USERS_CHUNK],
+            )
             for start in range(0, len(histories), SCORE_USERS_CHUNK)
         ]
         if not chunks:

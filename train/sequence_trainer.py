@@ -44,8 +44,9 @@ HISTORY_INDPTR = "history_indptr"
 HISTORY_ITEMS = "history_items"
 
 
-def build_model(num_items: int, config: TrainConfig) -> SequenceModel:
-    """An untrained :class:`SequenceModel` of ``config``'s shape (its seed, its dropout)."""
+def build_model(num_items: int, config: TrainConfig, num_users: int = 0) -> SequenceModel:
+    """An untrained :class:`SequenceModel` of ``config``'s shape (its seed, its dropout), with
+    a table of ``num_users`` user vectors when ``config.blend_user``."""
     return SequenceModel(
         num_items,
         config.embedding_dim,
@@ -54,6 +55,7 @@ def build_model(num_items: int, config: TrainConfig) -> SequenceModel:
         config.max_history,
         config.dropout,
         config.seed,
+        num_users if config.blend_user else 0,
     )
 
 
@@ -108,7 +110,8 @@ class SequenceTrainer:
         windows, target_weights = sequences.windows(length, weights, config.next_items)
         self.windows = torch.as_tensor(windows, device=device)
         self.target_weights = torch.as_tensor(target_weights, device=device)
-        self.model = build_model(data.num_items, config).to(device)
+        self.window_users = torch.as_tensor(sequences.window_users(length), device=device)
+        self.model = build_model(data.num_items, config, data.num_users).to(device)
         self.model.set_histories(sequences.last(length))
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.learning_rate, fused=True
@@ -185,6 +188,9 @@ class SequenceTrainer:
         windows = self.windows.index_select(0, index)
         weights = self.target_weights.index_select(0, index).reshape(-1, self.config.next_items)
         outputs = model.encode(windows[:, :length], self.sample_generator)
+        user_part = model.user_part(self.window_users.index_select(0, index))
+        if user_part is not None:  # blend_user: the user's own vector at every position
+            outputs = outputs + user_part[:, None, :]
         outputs = outputs.reshape(-1, outputs.shape[-1])
         # (positions, span): target j of position t is window item t + 1 + j. Empty targets
         # point at the last item; their weight is 0, so they add nothing.
@@ -248,10 +254,12 @@ class SequenceTrainer:
         factorisation formula (zero user biases). ``sequence`` also holds every weight of the
         model but the item table and biases, which are ``item_embeddings``/``item_biases``.
         """
-        model = build_model(data.num_items, self.config).to(self.device)
+        model = build_model(data.num_items, self.config, data.num_users).to(self.device)
         model.load_state_dict(state)
         sequences = UserSequences.from_interactions(data)
-        users = model.encode_users(sequences.last(self.config.max_history))
+        users = model.encode_users(
+            sequences.last(self.config.max_history), np.arange(data.num_users)
+        )
         indptr, items = sequences.recent_csr(self.config.max_history)
         weights = {
             name: value.detach().cpu().float().numpy()

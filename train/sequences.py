@@ -96,9 +96,7 @@ class UserSequences:
             The weight of target ``j`` of position ``t`` (item ``t + 1 + j``); 0 where the input
             or the target is padding.
         """
-        sizes = np.diff(self.indptr)
-        per_user = np.where(sizes > 1, -(-(sizes - 1) // length), 0)
-        users = np.repeat(np.arange(self.num_users), per_user)
+        users, per_user = self._window_users(length)
         piece = np.arange(len(users)) - np.repeat(np.cumsum(per_user) - per_user, per_user)
         end = self.indptr[users + 1] - piece * length + span - 1
         start, stop = self.indptr[users], self.indptr[users + 1]
@@ -113,6 +111,15 @@ class UserSequences:
         target_weights = padded[:, offsets]
         target_weights[items[:, :length] == self.num_items] = 0.0  # no input: nothing to learn
         return items, target_weights
+
+    def window_users(self, length: int) -> np.ndarray:
+        """The user of each of :meth:`windows`' rows (same ``length``), shape (num_windows,)."""
+        return self._window_users(length)[0]
+
+    def _window_users(self, length: int) -> tuple[np.ndarray, np.ndarray]:
+        sizes = np.diff(self.indptr)
+        per_user = np.where(sizes > 1, -(-(sizes - 1) // length), 0)
+        return np.repeat(np.arange(self.num_users), per_user), per_user
 
 
 def _positions(start, stop, end, length: int, missing: int) -> np.ndarray:

@@ -3,6 +3,7 @@ stored history, a fresh ``history`` encoded directly, and every other request ty
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -15,6 +16,7 @@ from mfrec.train import artifact as artifact_io
 from mfrec.train.config import TrainConfig
 from mfrec.train.interactions import Interactions
 from mfrec.train.pipeline import train_model
+from mfrec.train.sequences import left_pad
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -140,3 +142,58 @@ def test_every_other_request_type_works_on_a_sequence_model(served):
     assert ranked.error is None and ranked.item_ids[-1] == "nope"
     assert popular.error is None and len(popular.item_ids) == 4
     assert unknown_item.note and "most popular" in unknown_item.note
+
+
+@pytest.fixture(scope="module")
+def blended(tmp_path_factory):
+    data = successor_walks()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config = dataclasses.replace(CONFIG, blend_user=True, num_epochs=5)
+        result = train_model(data, config, out=io.StringIO())
+    finally:
+        torch.set_num_threads(threads)
+    folder = artifact_io.save(result.artifact, tmp_path_factory.mktemp("blended"))
+    return Recommender.from_dir(folder, device="cpu")
+
+
+def test_blend_user_known_users_add_their_row_and_fresh_users_have_none(blended):
+    recommender = blended
+    encoder = recommender.tensors.sequence
+    model, table = encoder.model, encoder.model.user_table.detach()
+    user = recommender.user_index["u5"]
+    stored = encoder.stored_history(user)
+    items = model.item_embeddings.detach()
+    biases = model.item_biases.detach()
+    history = tuple(str(i) for i in recommender.item_ids[stored])
+    known, fresh, more = recommender.answer(
+        [
+            Request("user", "u5", top_n=NUM_ITEMS, exclude_seen=False),
+            Request("history", "nobody", history=history, top_n=NUM_ITEMS, exclude_seen=False),
+            Request("history", "u5", history=("i2",), top_n=NUM_ITEMS, exclude_seen=False),
+        ]
+    )
+    encoded = model.encode_users(left_pad([stored], encoder.max_history, NUM_ITEMS))[0]
+    continued = np.append(stored, list(recommender.item_ids).index("i2"))
+    longer = model.encode_users(left_pad([continued], encoder.max_history, NUM_ITEMS))[0]
+    cases = [(known, encoded + table[user]), (fresh, encoded), (more, longer + table[user])]
+    for answer, vector in cases:
+        expected = (vector @ items.T + biases).numpy()
+        position = {item_id: i for i, item_id in enumerate(recommender.item_ids)}
+        order = [position[i] for i in answer.item_ids]
+        np.testing.assert_allclose(answer.scores, expected[order], atol=1e-4)
+
+
+def test_blend_user_batched_history_requests_equal_single_ones(blended):
+    requests = [
+        Request("history", history=("i3", "i4"), top_n=4),
+        Request("history", "u1", history=("i1",), top_n=4),
+        Request("history", "u2", history=(), top_n=4),
+        Request("user", "u3", top_n=4),
+    ]
+    batch = blended.answer(requests)
+    for request, answer in zip(requests, batch, strict=True):
+        (single,) = blended.answer([request])
+        assert answer.error is None and single.item_ids.tolist() == answer.item_ids.tolist()
+        np.testing.assert_allclose(single.scores, answer.scores, atol=1e-5)

@@ -96,6 +96,8 @@ def test_windows_with_a_span_target_each_of_the_next_items_of_the_same_user():
         [pad, 20, 21, 22, pad],
     ]
     assert weights.shape == (4, 3, 2)
+    # each window's user (blend_user adds that user's row at every position)
+    assert UserSequences.from_interactions(data).window_users(3).tolist() == [0, 0, 0, 1]
     # target j of position t is item t + 1 + j, weighted 0 where either is padding
     assert weights[0].tolist() == [[1, 1], [1, 1], [1, 0]]
     assert weights[2].tolist() == [[0, 0], [1, 1], [1, 1]]
@@ -161,6 +163,63 @@ def test_batch_scores_equal_single_scores():
     assert batch.shape == (4, NUM_ITEMS)
 
 
+def test_a_blended_user_vector_is_the_sequence_output_plus_the_users_own_row():
+    model = SequenceModel(NUM_ITEMS, 8, 2, 2, 6, num_users=4)
+    with torch.no_grad():
+        model.user_table.normal_()
+    rng = np.random.default_rng(1)
+    histories = left_pad([rng.integers(0, NUM_ITEMS, size=n) for n in (1, 3, 6, 9)], 6, NUM_ITEMS)
+    model.set_histories(histories)
+    users = torch.arange(4)
+    expected = model.encode(torch.as_tensor(histories))[:, -1] + model.user_table
+    with torch.no_grad():
+        scores = expected @ model.item_embeddings.T + model.item_biases
+    batch = model.score_users(users)
+    single = torch.cat([model.score_users(torch.tensor([u])) for u in range(4)])
+    torch.testing.assert_close(batch, scores, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(batch, single, rtol=1e-5, atol=1e-5)
+    # an unknown user (-1) has no row: the sequence output alone
+    unknown = model.encode_users(histories, [-1, 1, -1, 3])
+    alone = model.encode_users(histories)
+    torch.testing.assert_close(unknown[[0, 2]], alone[[0, 2]])
+    torch.testing.assert_close(unknown[[1, 3]], expected[[1, 3]].detach())
+    # the other weights of a seed are those of a model without the table
+    plain = SequenceModel(NUM_ITEMS, 8, 2, 2, 6)
+    assert torch.equal(plain.item_embeddings, model.item_embeddings)
+    assert torch.equal(plain.positions, model.positions)
+
+
+def shared_prefix_data(num_users=40, tastes=4) -> Interactions:
+    """Known answer: every user sees items 0..5 in the same order, then their own item
+    ``10 + user % tastes``: after the prefix only who the user is tells what comes next."""
+    rows = [(user, item, step) for user in range(num_users) for step, item in enumerate(range(6))]
+    rows += [(user, 10 + user % tastes, 6) for user in range(num_users)]
+    users, items, times = map(np.array, zip(*rows, strict=True))
+    return Interactions.from_ids(users, np.char.add("i", items.astype(str)), timestamps=times)
+
+
+def test_blend_user_learns_what_the_history_cannot_tell():
+    data = shared_prefix_data()
+    index = {item_id: i for i, item_id in enumerate(data.item_ids)}
+    prefix = [np.array([index[f"i{item}"] for item in range(6)])] * data.num_users
+    padded = torch.as_tensor(left_pad(prefix, 6, data.num_items))
+    expected = np.array([f"i{10 + int(u) % 4}" for u in data.user_ids])
+    rates = {}
+    for blend in (False, True):
+        config = dataclasses.replace(
+            CONFIG, dropout=0.0, num_epochs=40, learning_rate=0.05, blend_user=blend
+        )
+        trainer = train_epochs(config, data, 40)
+        users = torch.arange(data.num_users) if blend else None
+        with torch.no_grad():
+            vectors = trainer.model.user_vectors(padded, users)
+            scores = vectors @ trainer.model.item_embeddings.T + trainer.model.item_biases
+        scores[:, prefix[0]] = -torch.inf  # seen
+        rates[blend] = float(np.mean(data.item_ids[scores.argmax(dim=1).numpy()] == expected))
+    assert rates[True] == 1.0
+    assert rates[False] <= 0.25  # one vector for every user: right for one taste of four
+
+
 def top_next_item_rate(score_users, data: Interactions, history: Interactions) -> float:
     """Share of users whose top unseen item is the successor of their newest item."""
     sequences = UserSequences.from_interactions(history)
@@ -207,9 +266,10 @@ def train_epochs(config, data, epochs, stop_after=None, state=None):
     return trainer
 
 
-def test_resume_mid_epoch_equals_uninterrupted_with_dropout(tmp_path):
+@pytest.mark.parametrize("blend_user", [False, True])
+def test_resume_mid_epoch_equals_uninterrupted_with_dropout(tmp_path, blend_user):
     data = successor_data()
-    config = dataclasses.replace(CONFIG, dropout=0.3, next_items=2)
+    config = dataclasses.replace(CONFIG, dropout=0.3, next_items=2, blend_user=blend_user)
     straight = train_epochs(config, data, 3)
     stopped = train_epochs(config, data, 3, stop_after=straight.steps_per_epoch + 2)
     assert (stopped.epoch, stopped.batch) == (1, 2)
@@ -229,11 +289,15 @@ def test_same_seed_same_model_and_another_seed_differs():
     assert not torch.equal(first.model.item_embeddings, other.model.item_embeddings)
 
 
-def test_pipeline_artifact_round_trip_on_the_cpu(tmp_path):
+@pytest.mark.parametrize("blend_user", [False, True])
+def test_pipeline_artifact_round_trip_on_the_cpu(tmp_path, blend_user):
     data = successor_data()
-    result = train_model(data, CONFIG, out=io.StringIO())
+    config = dataclasses.replace(CONFIG, blend_user=blend_user)
+    result = train_model(data, config, out=io.StringIO())
     saved = artifact_io.load(artifact_io.save(result.artifact, tmp_path / "model"))
     assert saved.config["model"] == "sequence" and saved.config["max_history"] == 6
+    assert saved.config["blend_user"] is blend_user
+    assert ("user_table" in saved.sequence) is blend_user
     np.testing.assert_array_equal(saved.user_embeddings, result.artifact.user_embeddings)
     for name, value in result.artifact.sequence.items():
         np.testing.assert_array_equal(saved.sequence[name], value)
@@ -244,12 +308,12 @@ def test_pipeline_artifact_round_trip_on_the_cpu(tmp_path):
         newest = sequences.items[sequences.indptr[user] : sequences.indptr[user + 1]][-6:]
         assert items[indptr[user] : indptr[user + 1]].tolist() == newest.tolist()
     # a model rebuilt from the files alone encodes those histories to the stored user vectors
-    model = SequenceModel(data.num_items, 16, 1, 2, 6)
+    model = SequenceModel(data.num_items, 16, 1, 2, 6, num_users=data.num_users * blend_user)
     state = {k: torch.from_numpy(v) for k, v in saved.sequence.items() if "history" not in k}
     state["item_embeddings"] = torch.from_numpy(saved.item_embeddings)
     state["item_biases"] = torch.from_numpy(saved.item_biases)
     model.load_state_dict(state)
-    vectors = model.encode_users(sequences.last(6))
+    vectors = model.encode_users(sequences.last(6), np.arange(data.num_users))
     torch.testing.assert_close(vectors, torch.from_numpy(saved.user_embeddings))
     assert not any(path.suffix == ".pkl" for path in (tmp_path / "model").iterdir())
 
@@ -283,6 +347,7 @@ def test_pipeline_resumed_after_a_stop_equals_uninterrupted(tmp_path):
         ({"dropout": "0.95"}, "dropout=0.95 is out of range; allowed: numbers 0 to 0.9"),
         ({"num_heads": "two"}, "num_heads='two' is not a number"),
         ({"next_items": "0"}, "next_items=0 is out of range; allowed: integers 1 to 4096"),
+        ({"blend_user": "maybe"}, "blend_user='maybe' is not a boolean; use true or false"),
     ],
 )
 def test_bad_sequence_hyperparameters_say_what_is_allowed(values, message):
