@@ -42,3 +42,23 @@ def test_importing_the_server_loads_none_of_the_lazily_imported_modules():
     server, then = (json.loads(line) for line in done.stdout.splitlines()[-2:])
     assert server == []
     assert "mfrec.serve.sequence" in then and "mfrec.train.sequence_trainer" in then
+
+
+def test_building_the_command_line_loads_none_of_them_either():
+    # `mfrec serve` builds the whole command line (every subcommand's options) before it imports
+    # the server: pandas came in that way once, through the import options' --help choices.
+    # The ingest package itself is read (the CLI needs its options' choices), not its importer.
+    lazy = tuple(m for m in LAZY if m != "mfrec.train.ingest") + ("mfrec.train.ingest.importer",)
+    code = (
+        f"import json, sys; lazy = {lazy!r}; from mfrec.cli import build_parser; "
+        "build_parser(); import mfrec.serve.server; "
+        "print(json.dumps(sorted(m for m in lazy if m in sys.modules))); "
+        "from mfrec.train.ingest import load_interactions; "
+        "print(json.dumps(sorted(m for m in lazy if m in sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    server, then = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+    assert server == []
+    assert "pandas" in then and "mfrec.train.ingest.importer" in then

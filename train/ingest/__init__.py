@@ -15,11 +15,29 @@ The public surface is small; the modules behind it each hold one step:
 Nothing here imports torch.
 """
 
-from mfrec.train.ingest.datasets import default_dataset_path, default_items_path
-from mfrec.train.ingest.importer import interactions_to_table, load_interactions
-from mfrec.train.ingest.items import read_item_attributes
-from mfrec.train.ingest.options import ImportOptions
-from mfrec.train.ingest.report import DataReport
+import importlib
+
+# Each name is imported from its module on first use (PEP 562): the importer brings pandas
+# (half a second), which ``mfrec serve`` never needs but would pay for when its command line is
+# built (the CLI reads ``options.CHOICES``, and importing any submodule runs this file first).
+_HOMES = {
+    "default_dataset_path": "datasets",
+    "default_items_path": "datasets",
+    "interactions_to_table": "importer",
+    "load_interactions": "importer",
+    "read_item_attributes": "items",
+    "ImportOptions": "options",
+    "DataReport": "report",
+}
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DataReport",
