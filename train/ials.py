@@ -369,8 +369,7 @@ def _pairs(data: Interactions, confidences):
     items = data.item_idx.astype(np.int64, copy=False)
     key = users * data.num_items + items
     if not (key[1:] >= key[:-1]).all():  # a stable sort, so sums run in the data's order
-        order = _stable_order(key)
-        key = key[order]
+        key, order = _stable_sort(key)
         conf = None if conf is None else conf[order]
         users = items = None
     fresh = key[1:] != key[:-1]
@@ -386,15 +385,14 @@ def _pairs(data: Interactions, confidences):
     return users, items, summed
 
 
-def _stable_order(keys: np.ndarray) -> np.ndarray:
-    """``np.argsort(keys, kind="stable")`` of non-negative int64 keys, by 16-bit digits while
-    the keys are below 2**32 (NumPy sorts 16-bit integers by a radix sort, in linear time;
-    its stable sort of int64 takes six times as long on 10M shuffled keys)."""
-    if not len(keys) or keys.max() >= 2**32:
-        return np.argsort(keys, kind="stable")
-    order = np.argsort(keys.astype(np.uint16), kind="stable")  # the low 16 bits
-    high = (keys >> 16).astype(np.uint16)[order]
-    return order[np.argsort(high, kind="stable")]
+def _stable_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``keys`` (n,) of int64 sorted, and ``np.argsort(keys, kind="stable")``. torch's stable
+    sort of integers is a radix sort (in parallel): on 10M item indices it took a fifth of the
+    CPU time of NumPy's 16-bit radix sorts in two passes, and it hands back the sorted keys,
+    which saves a gather (a random gather of 10M fresh int64 took 0.1 to 0.8 s here)."""
+    keys = np.require(keys, np.int64, "W")  # torch.from_numpy warns on a read-only array
+    values, order = torch.sort(torch.from_numpy(keys), stable=True)
+    return values.numpy(), order.numpy()
 
 
 class IALSTrainer:
@@ -441,8 +439,10 @@ class IALSTrainer:
         # a time, each side's arrays freed once it is built (peak memory).
         args = (params, chunk_bytes, self.device)
         user_side = _side(users, items, conf, *sizes, *args, self._bounds[0][rank], True, exact)
-        by_item = _stable_order(items)  # the same pairs sorted by item, then user
-        items, users, conf = items[by_item], users[by_item], conf[by_item]
+        items, by_item = _stable_sort(items)  # the same pairs sorted by item, then user
+        users = users[by_item]
+        if len(conf) and conf.min() != conf.max():  # e.g. all ones: no gather needed
+            conf = conf[by_item]
         del by_item
         item_side = _side(
             items, users, conf, *sizes[::-1], *args, self._bounds[1][rank], not exact, exact
