@@ -47,6 +47,14 @@ def default_workers(cpu_count: int | None = None, gpus: int | None = None) -> in
     return max(1, cpu_count if cpu_count is not None else os.cpu_count() or 1)
 
 
+def all_on_cpu(spec: str, gpus: int | None = None) -> bool:
+    """Whether every worker serves from the CPU with the configured device ``spec``: ``cpu``,
+    or ``auto`` where no GPU is visible."""
+    spec = str(spec)
+    gpus = gpu_count() if gpus is None and spec == "auto" else gpus
+    return spec == "cpu" or (spec == "auto" and not gpus)
+
+
 def assign_slot(server, worker) -> None:
     """gunicorn ``pre_fork`` hook (in the master): give ``worker`` the lowest slot no living
     worker holds, so that a replaced worker takes its predecessor's GPU."""

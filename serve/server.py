@@ -53,6 +53,7 @@ from mfrec.serve.app import create_app
 from mfrec.serve.bodies import BodyDeadline
 from mfrec.serve.recommender import Recommender
 from mfrec.serve.settings import ServingSettings
+from mfrec.serve.tensors import shared_copy
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,12 @@ THREADS_PER_WORKER = 128
 KEEPALIVE = 20  # seconds; SageMaker's front end and `mfrec transform` reuse connections
 # gunicorn's gthread worker, reading requests in its event loop before a thread takes them.
 WORKER_CLASS = "mfrec.serve.workers.HeadFirstWorker"
+# Seconds a worker's thread may hold the GIL while another waits for it (Python's default is
+# 0.005). A micro-batch's leader takes the GIL back after every torch operation of its search;
+# at 5 ms per wait behind the threads that parse and format requests, the batch that everyone
+# waits for is the one held up. 8 clients, 1 worker, alternated 3 times at load 6-7: 187-230
+# req/s at 5 ms, 199-239 at 1 ms, 199-262 at 0.2 ms (benchmarks/NOTES.md, "Session 7").
+SWITCH_INTERVAL = 0.0002
 
 
 class _Gunicorn(BaseApplication):
@@ -97,6 +104,7 @@ def gunicorn_options(settings: ServingSettings, recommender: Recommender, host: 
         # shutdown by GRACEFUL_TIMEOUT. A booting worker has nothing to drain: let it die.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         torch.set_num_threads(threads)
+        sys.setswitchinterval(SWITCH_INTERVAL)
         # Deadlines of requests read in the worker's event loop (mfrec.serve.workers).
         worker.header_timeout = settings.header_timeout
         worker.body_grace = settings.body_timeout
@@ -158,6 +166,11 @@ def serve(
         settings.workers,
         settings.port,
     )
+    if devices.all_on_cpu(settings.device):
+        # Every request reads all item vectors: from an anonymous copy in huge pages, made here
+        # before the fork and shared copy-on-write by the workers, faster than from the file.
+        artifact = recommender.artifact
+        artifact.item_embeddings = shared_copy(artifact.item_embeddings)
     app = create_app(recommender, settings=settings)
     # Bodies are read against a deadline before the app runs (slow clients, mfrec.serve.bodies).
     app = BodyDeadline(app, settings.max_payload_mb * 2**20, grace_seconds=settings.body_timeout)

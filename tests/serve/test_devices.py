@@ -135,3 +135,19 @@ def test_the_fallback_rebuilds_a_real_recommender_on_the_cpu(gpus, monkeypatch):
     assert devices.place_worker(recommender, 0) == "cpu"
     assert recommender.device == torch.device("cpu")
     assert len(recommender.recommend([str(recommender.artifact.user_ids[0])])[0].item_ids) > 0
+
+
+@pytest.mark.parametrize(
+    ("spec", "visible", "expected"),
+    [
+        ("cpu", 0, True),
+        ("cpu", 2, True),
+        ("auto", 0, True),
+        ("auto", 1, False),
+        ("cuda", 0, False),
+        ("cuda:1", 2, False),
+    ],
+)
+def test_all_workers_serve_from_the_cpu_only_where_no_gpu_is_used(spec, visible, expected):
+    # parametrize ids must not contain "gpu" (that would skip them on a CPU machine)
+    assert devices.all_on_cpu(spec, gpus=visible) is expected
