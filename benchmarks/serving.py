@@ -8,7 +8,7 @@ items per user; saved as an artifact under /tmp) it measures:
   model: matrix product + top-k) and encoding, timed apart; the share of the end-to-end time
   spent outside the model must stay under one half;
 - ``latency``: single-record requests from 1, 8 and 32 concurrent client threads (keep-alive
-  connections), p50/p99 latency, requests per second and errors;
+  connections, :class:`KeepAlive`), p50/p99 latency, requests per second and errors;
 - ``startup``: seconds from process start to the first 200 on ``/ping`` (100K and 1M users);
 - ``memory``: peak RSS per worker and proportional (PSS) total for 1, 2 and 4 workers.
 
@@ -351,7 +351,9 @@ def bench_latency(
         )
     server.stop()
     table.notes.append(
-        "client threads run in the benchmark's own Python process on the same cores as the server"
+        "client threads run in the benchmark's own Python process on the same cores as the "
+        "server, each on one kept-alive connection read off a raw socket (KeepAlive; since "
+        "session 7, before: http.client, which cost the shared cores more per request)"
     )
     return [table], results
 
