@@ -15,6 +15,18 @@ import numpy as np
 from mfrec.train.errors import DataValidationError
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` (sorted distinct values, same dtype) of a 1-D array, by one sort
+    and a mask: NumPy 2.4's ``np.unique`` took 0.8 CPU s on 1M int64 keys here, this 0.015 s."""
+    ordered = np.sort(values)
+    if len(ordered) < 2:
+        return ordered
+    keep = np.empty(len(ordered), dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 @dataclass(frozen=True)
 class Interactions:
     """Implicit-feedback interactions.
@@ -94,13 +106,12 @@ class Interactions:
         indices : ndarray of int64, shape (nnz,)
             Item indices of user ``u`` are ``indices[indptr[u]:indptr[u + 1]]``, sorted, unique.
         """
-        key = np.unique(self.user_idx.astype(np.int64) * self.num_items + self.item_idx)
-        users = key // self.num_items
-        indices = key % self.num_items
+        key = sorted_unique(self.user_idx.astype(np.int64) * self.num_items + self.item_idx)
+        users, indices = np.divmod(key, self.num_items)
         counts = np.bincount(users, minlength=self.num_users)
         indptr = np.zeros(self.num_users + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
-        return indptr, indices.astype(np.int64)
+        return indptr, indices
 
     def item_counts(self) -> np.ndarray:
         """Interactions per item, shape (num_items,), int64."""

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from mfrec.train.interactions import Interactions
+from mfrec.train.interactions import Interactions, sorted_unique
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def temporal_split(data: Interactions, fraction: float = 0.1) -> tuple[Interacti
 def sample_users(data: Interactions, seed: int, max_users: int) -> Interactions:
     """``data`` restricted to at most ``max_users`` of its users (seeded), or ``data`` itself
     when it has no more than that."""
-    users = np.unique(data.user_idx)
+    users = sorted_unique(data.user_idx)
     if len(users) <= max_users:
         return data
     chosen = np.random.default_rng(seed).choice(users, max_users, replace=False)
