@@ -278,3 +278,15 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     assert "batch" in terminal.getvalue()  # tqdm's bar, on stderr
     assert all("batch/s" not in line for line in lines)  # never on the metric lines
     assert lines[0].startswith("epoch=1; train_loss=")
+
+
+def test_freed_memory_is_kept_for_reuse_on_glibc_and_left_alone_elsewhere():
+    import platform
+
+    from mfrec.train.pipeline import keep_freed_memory
+
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is glibc
+    blocks = [np.ones(2**23) for _ in range(3)]  # 64 MB each: from the heap now, freed, reused
+    del blocks
+    assert np.ones(2**23).sum() == 2**23
