@@ -33,6 +33,7 @@ CONFIG = TrainConfig(
     recency_min_weight=1.0,
     dropout=0.0,
     validation_fraction=0.0,
+    blend_user=False,  # a known user = their stored history sent as a fresh one
 )
 
 

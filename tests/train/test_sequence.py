@@ -43,6 +43,7 @@ CONFIG = TrainConfig(
     num_epochs=4,
     recency_min_weight=1.0,
     learning_rate=0.01,
+    blend_user=False,  # the tests that blend say so
 )
 
 
@@ -359,7 +360,7 @@ def test_the_sequence_models_own_defaults_apply_only_when_not_given():
     from mfrec.train.config import resolve_batch_size
 
     default = TrainConfig.from_hyperparameters({"model": "sequence"})
-    assert (default.embedding_dim, default.dropout) == (64, 0.5)
+    assert (default.embedding_dim, default.dropout, default.blend_user) == (64, 0.5, True)
     assert resolve_batch_size(default, "cpu").batch_size == 4096
     # auto negatives: the large-batch rule's, at most the catalogue; an explicit value is kept
     trainer = SequenceTrainer(successor_data(), default, CPU, horizon_epochs=1)
