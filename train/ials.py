@@ -463,6 +463,18 @@ class IALSTrainer:
                 table.copy_(torch.randn(table.shape, generator=generator) * std)
         self.model.requires_grad_(False).to(self.device)
         self.epoch = self.batch = 0
+        self._grams: dict[int, tuple[int, torch.Tensor]] = {}  # see _gram
+
+    def _gram(self, side: int) -> torch.Tensor:
+        """FᵀF of the user (0) or item (1) factors F, kept until this trainer changes F (a
+        half-step, a load): each iteration's objective needs both, and the next half-steps
+        need them again (the same product of the same tensor, so the same bits). The table's
+        address is checked too, in case the model was moved."""
+        table = self._factors()[side]
+        kept = self._grams.get(side)
+        if kept is None or kept[0] != table.data_ptr():
+            kept = self._grams[side] = (table.data_ptr(), table.T @ table)
+        return kept[1]
 
     def _factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.model.user_embeddings.data, self.model.item_embeddings.data
@@ -473,7 +485,8 @@ class IALSTrainer:
         params = self.params
         solved, fixed = self._factors() if users else self._factors()[::-1]
         side = self._sides[0 if users else 1]
-        gram = fixed.T @ fixed
+        self._grams.pop(0 if users else 1, None)  # solved anew below
+        gram = self._gram(1 if users else 0)
         if params.solver == "cholesky":
             _solve_cholesky(side, fixed, gram, params.alpha0, solved)
         else:
@@ -521,9 +534,7 @@ class IALSTrainer:
         terms one dot product per interaction; no (user, item) score matrix is formed."""
         user_factors, item_factors = self._factors()
         users, items = self._sides
-        total = self.params.alpha0 * torch.sum(
-            (user_factors.T @ user_factors) * (item_factors.T @ item_factors), dtype=torch.float64
-        )
+        total = self.params.alpha0 * torch.sum(self._gram(0) * self._gram(1), dtype=torch.float64)
 
         def observed_part(block) -> torch.Tensor:
             r0, r1, tiles = block
@@ -565,4 +576,5 @@ class IALSTrainer:
                     "embedding_dim"
                 )
             table.copy_(state[name])
+        self._grams.clear()
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])

@@ -212,6 +212,24 @@ def test_tiles_hold_32_bit_indices_and_keep_their_confidences_through_training(m
     np.testing.assert_allclose(dense_from_tiles(trainer._sides[0], 40, 30), expected, rtol=1e-6)
 
 
+def test_kept_grams_always_equal_a_fresh_product():
+    data, params = random_data(), IALSParams(embedding_dim=8)
+    trainer, other = IALSTrainer(data, params, CPU), IALSTrainer(data, params, CPU)
+    other.run_epoch()
+
+    def fresh():
+        return [table.T @ table for table in trainer._factors()]
+
+    for step in (
+        trainer.objective,
+        lambda: trainer.run_epoch(should_stop=lambda: trainer.batch == 1),  # users only
+        trainer.run_epoch,  # the items, the objective
+        lambda: trainer.load_state_dict(other.state_dict()),
+    ):
+        step()
+        assert all(torch.equal(trainer._gram(s), g) for s, g in enumerate(fresh()))
+
+
 def test_a_small_side_is_one_chunk_and_a_large_one_is_shared(monkeypatch):
     data, params = random_data(), IALSParams(embedding_dim=8)
     assert [len(side.blocks) for side in IALSTrainer(data, params, CPU)._sides] == [1, 1]
