@@ -145,9 +145,12 @@ def serve(
     port: int | None = None,
     workers: int | None = None,
     settings: ServingSettings | None = None,
+    artifact=None,
 ) -> None:
     """Load the model in ``model_dir``, then serve it with gunicorn until SIGTERM (does not
-    return). ``mfrec serve`` passes ``--model-dir``, else ``$SAGEMAKER_BASE_DIR/model``."""
+    return). ``mfrec serve`` passes ``--model-dir``, else ``$SAGEMAKER_BASE_DIR/model``, and
+    ``artifact``: a future of the model it started loading before the imports (its result, or
+    its exception, is taken here), or None to load it now."""
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(line_buffering=True)
@@ -156,7 +159,11 @@ def serve(
     settings = replace(settings, port=port or settings.port, workers=workers or settings.workers)
     model_dir = Path(model_dir)
     started = time.perf_counter()
-    recommender = Recommender.from_dir(model_dir, settings.device, **settings.recommender_options())
+    options = settings.recommender_options()
+    if artifact is None:
+        recommender = Recommender.from_dir(model_dir, settings.device, **options)
+    else:
+        recommender = Recommender(artifact.result(), settings.device, **options)
     logger.info(
         "loaded %s (%d users x %d items) in %.1f s; %d workers on port %d",
         model_dir,

@@ -70,16 +70,37 @@ def register(subparsers) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     from mfrec.paths import SageMakerPaths
-    from mfrec.train.artifact import hash_in_background
 
     model_dir = args.model_dir or SageMakerPaths.from_env().model  # computed when called
-    hash_in_background(model_dir)  # the model's checksums are computed while torch is imported
+    # The model is loaded and checked (its checksums, its arrays: NumPy, which releases the GIL
+    # for large arrays) on a thread while torch and the server are imported on this one; serve()
+    # waits for it and re-raises what the load raised.
+    loading = _load_in_background(model_dir)
     from mfrec.serve.server import serve
 
     # The events store's default place (mfrec.serve.events): beside the model.
     os.environ["MFREC_MODEL_DIR"] = str(model_dir)
-    serve(model_dir, host=args.host, port=args.port, workers=args.workers)
+    serve(model_dir, host=args.host, port=args.port, workers=args.workers, artifact=loading)
     return 0
+
+
+def _load_in_background(model_dir):
+    """A future of ``mfrec.train.artifact.load(model_dir)``, computed on a thread."""
+    import threading
+    from concurrent.futures import Future
+
+    from mfrec.train.artifact import load
+
+    loading: Future = Future()
+
+    def run() -> None:
+        try:
+            loading.set_result(load(model_dir))
+        except BaseException as exc:  # noqa: BLE001 - raised again by serve() in the main thread
+            loading.set_exception(exc)
+
+    threading.Thread(target=run, name="model-load", daemon=True).start()
+    return loading
 
 
 def run_transform(args: argparse.Namespace) -> int:

@@ -160,3 +160,20 @@ def test_missing_model_exits_with_a_readable_error(tmp_path):
     )
     assert result.returncode == 1
     assert "mfrec serve: error:" in result.stderr and "holds no mfrec model" in result.stderr
+
+
+def test_the_model_loaded_on_a_thread_is_the_model_load_reads(tmp_path):
+    # `mfrec serve` loads the model while it imports torch and the server; serve() takes the
+    # result, or the load's own error, from the future.
+    import numpy as np
+
+    from mfrec.commands.serving import _load_in_background
+    from mfrec.train.artifact import load
+    from mfrec.train.errors import ArtifactError
+
+    save(known_answer(), tmp_path / "model")
+    loaded, direct = _load_in_background(tmp_path / "model").result(), load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.item_embeddings, direct.item_embeddings)
+    assert list(loaded.user_ids) == list(direct.user_ids)
+    with pytest.raises(ArtifactError, match="model.json is missing"):
+        _load_in_background(tmp_path / "nowhere").result()
