@@ -387,9 +387,9 @@ def bench_startup(sizes: list[tuple[int, int]]):
     )
     table.notes.append(
         "includes Python and torch imports, the load of the artifact (its SHA-256 and array "
-        "checks, the item id dictionary: on a thread started before the imports since session "
-        "7), the fork of the worker and its warm-up; the arrays are memory-mapped and the user "
-        "id dictionary is built after the port opens"
+        "checks: on a thread started before the imports, since session 7), the item id "
+        "dictionary, the fork of the worker and its warm-up; the arrays are memory-mapped and "
+        "the user id dictionary is built after the port opens"
     )
     return [table], results
 
