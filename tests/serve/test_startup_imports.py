@@ -28,18 +28,20 @@ LAZY = (
 )
 
 
-def test_importing_the_server_loads_none_of_the_lazily_imported_modules():
-    # The same process then imports one of them, which the check must see (it sees imports).
-    code = (
-        f"import json, sys; lazy = {LAZY!r}; import mfrec.serve.server; "
-        "print(json.dumps(sorted(m for m in lazy if m in sys.modules))); "
-        "import mfrec.serve.sequence; "
-        "print(json.dumps(sorted(m for m in lazy if m in sys.modules)))"
-    )
+def _loaded(lazy: tuple, first: str, then: str) -> tuple[list, list]:
+    """Which of ``lazy`` a fresh interpreter has imported after running ``first``, and after
+    running ``then`` as well (the second list shows that the check sees imports)."""
+    report = "print(json.dumps(sorted(m for m in lazy if m in sys.modules)))"
+    code = f"import json, sys; lazy = {lazy!r}; {first}; {report}; {then}; {report}"
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
-    server, then = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+    before, after = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+    return before, after
+
+
+def test_importing_the_server_loads_none_of_the_lazily_imported_modules():
+    server, then = _loaded(LAZY, "import mfrec.serve.server", "import mfrec.serve.sequence")
     assert server == []
     assert "mfrec.serve.sequence" in then and "mfrec.train.sequence_trainer" in then
 
@@ -49,16 +51,10 @@ def test_building_the_command_line_loads_none_of_them_either():
     # the server: pandas came in that way once, through the import options' --help choices.
     # The ingest package itself is read (the CLI needs its options' choices), not its importer.
     lazy = tuple(m for m in LAZY if m != "mfrec.train.ingest") + ("mfrec.train.ingest.importer",)
-    code = (
-        f"import json, sys; lazy = {lazy!r}; from mfrec.cli import build_parser; "
-        "build_parser(); import mfrec.serve.server; "
-        "print(json.dumps(sorted(m for m in lazy if m in sys.modules))); "
-        "from mfrec.train.ingest import load_interactions; "
-        "print(json.dumps(sorted(m for m in lazy if m in sys.modules)))"
+    server, then = _loaded(
+        lazy,
+        "from mfrec.cli import build_parser; build_parser(); import mfrec.serve.server",
+        "from mfrec.train.ingest import load_interactions",
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    server, then = (json.loads(line) for line in done.stdout.splitlines()[-2:])
     assert server == []
     assert "pandas" in then and "mfrec.train.ingest.importer" in then
