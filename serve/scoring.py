@@ -139,38 +139,7 @@ def top_k_masked(matrix: torch.Tensor, k: int, masks: Masks):
         index = torch.from_numpy(allowed).to(matrix.device)
         keep[index] = matrix[row, index]
         matrix[row] = keep
-    if matrix.device.type == "cpu" and len(matrix) <= FEW_ROWS:
-        return _few_rows_top_k(matrix, k)
     return top_k(matrix, k)
-
-
-def _few_rows_top_k(matrix: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`~mfrec.train.ranking.top_k` of a few rows on the CPU, the same answer: one
-    ``torch.topk``, then the ordering of its k winners in NumPy.
-
-    A micro-batch's leader takes the GIL back after every torch operation, and in a busy worker
-    each time waits for a thread that parses or formats a request; the seven small operations
-    that order 25 winners cost more in those waits than in computing.
-    """
-    num_items = matrix.shape[1]
-    k = min(k, num_items)
-    values, index = (t.numpy() for t in torch.topk(matrix, min(k + 1, num_items), dim=1))
-    straddle = np.zeros(len(values), dtype=bool)
-    if 0 < k < num_items:
-        straddle = (values[:, k - 1] == values[:, k]) & (values[:, k - 1] > -np.inf)
-    values, index = values[:, :k], index[:, :k]
-    by_index = np.argsort(index, axis=1)  # item indices are distinct
-    values = np.take_along_axis(values, by_index, 1)
-    index = np.take_along_axis(index, by_index, 1)
-    by_score = np.argsort(-values, axis=1, kind="stable")
-    values = np.take_along_axis(values, by_score, 1)
-    index = np.take_along_axis(index, by_score, 1)
-    values, index = torch.from_numpy(values), torch.from_numpy(index)
-    if straddle.any():  # topk may have kept the wrong tied items: as top_k, a full sort
-        rows = torch.from_numpy(np.flatnonzero(straddle))
-        full = torch.sort(matrix[rows], dim=1, descending=True, stable=True)
-        values[rows], index[rows] = full.values[:, :k], full.indices[:, :k]
-    return values, index
 
 
 def fold_in(

@@ -9,6 +9,7 @@ import torch
 
 from mfrec.serve import scoring
 from mfrec.serve.scoring import Masks, TopK, csr_pairs
+from mfrec.train import ranking
 from mfrec.train.ranking import csr_rows, top_k
 
 
@@ -33,9 +34,15 @@ def straddles(scores: torch.Tensor, k: int) -> bool:
     return bool(((ordered[:, k - 1] == ordered[:, k]) & (ordered[:, k] > -np.inf)).any())
 
 
+# Where top_k orders its k winners: in NumPy (up to FEW_ROWS rows on the CPU), or in torch.
+ORDERS = pytest.mark.parametrize("few_rows", [ranking.FEW_ROWS, 0], ids=["numpy", "torch"])
+
+
+@ORDERS
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("k", [1, 5, 25, 69, 70, 100])
-def test_top_k_matches_a_stable_sort_loop(seed, k):
+def test_top_k_matches_a_stable_sort_loop(seed, k, few_rows, monkeypatch):
+    monkeypatch.setattr(ranking, "FEW_ROWS", few_rows)
     scores = tied_scores(seed, levels=[2, 3, 5, 40][seed])
     if k <= 25:  # about 56 finite items per row
         assert straddles(scores, k)
@@ -48,13 +55,49 @@ def test_top_k_matches_a_stable_sort_loop(seed, k):
         assert (value_row[len(want) :] == -np.inf).all()  # masked items: last, dropped by callers
 
 
-def test_top_k_breaks_ties_by_lower_index():
+@ORDERS
+def test_top_k_breaks_ties_by_lower_index(few_rows, monkeypatch):
+    monkeypatch.setattr(ranking, "FEW_ROWS", few_rows)
     scores = torch.tensor([[1.0, 3.0, 3.0, 0.0, 3.0, 2.0], [5.0, 5.0, 5.0, 5.0, 5.0, 5.0]])
     assert top_k(scores, 2)[1].tolist() == [[1, 2], [0, 1]]
     assert top_k(scores, 4)[1].tolist() == [[1, 2, 4, 5], [0, 1, 2, 3]]
     assert top_k(scores, 4)[0].tolist() == [[3.0, 3.0, 3.0, 2.0], [5.0] * 4]
     assert top_k(scores, 10)[1].shape == (2, 6)
     assert top_k(scores, 0)[1].shape == (2, 0)
+
+
+@pytest.mark.parametrize("kind", ["distinct", "ties", "ties_and_masked"])
+def test_ordering_in_numpy_gives_the_same_answer_as_in_torch(kind, monkeypatch):
+    generator, few = torch.Generator().manual_seed(7), ranking.FEW_ROWS
+    for _ in range(60):
+        rows, items = int(torch.randint(1, 9, (1,))), int(torch.randint(1, 50, (1,)))
+        if kind == "distinct":
+            scores = torch.randn(rows, items, generator=generator)
+        else:  # few distinct values: ties straddle the k-th place often
+            scores = torch.randint(0, 4, (rows, items), generator=generator).float()
+        if kind == "ties_and_masked":
+            scores[:, ::3] = -torch.inf
+        for k in (1, 3, items, items + 2):
+            monkeypatch.setattr(ranking, "FEW_ROWS", 0)
+            expected = top_k(scores.clone(), k)
+            monkeypatch.setattr(ranking, "FEW_ROWS", few)
+            got = top_k(scores.clone(), k)
+            assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+def test_only_a_few_rows_on_the_cpu_are_ordered_in_numpy(monkeypatch):
+    calls = []
+    order = ranking._by_score_then_index
+    monkeypatch.setattr(
+        ranking,
+        "_by_score_then_index",
+        lambda v, i: calls.append((len(v), isinstance(v, np.ndarray))) or order(v, i),
+    )
+    few = ranking.FEW_ROWS
+    for rows in (1, few, few + 1):
+        scoring.top_k_masked(torch.randn(rows, 30), 5, Masks())
+    top_k(torch.randn(2, 30, requires_grad=True), 5)  # .numpy() would refuse it: torch
+    assert calls == [(1, True), (few, True), (few + 1, False), (2, False)]
 
 
 @pytest.mark.parametrize("rows_per_chunk", [1, 7, 1000])
