@@ -361,9 +361,10 @@ def load(model_dir: str | os.PathLike, verify: bool = True) -> ModelArtifact:
 
 def hash_in_background(model_dir: str | os.PathLike, manifest: dict | None = None) -> None:
     """Start hashing the model's files on threads; :func:`load` then compares those digests
-    (computed again if a file changed meanwhile). ``mfrec serve`` calls it before importing
-    torch, so that the two overlap. A folder without a readable manifest is left to
-    :func:`load` to report."""
+    (computed again if a file changed meanwhile). :func:`load` calls it first, so that the
+    hashing overlaps its array checks (and ``mfrec serve`` runs the whole load on a thread
+    while it imports torch). A folder without a readable manifest is left to :func:`load` to
+    report."""
     try:
         manifest = manifest or read_manifest(model_dir)
     except ArtifactError:
